@@ -1,0 +1,202 @@
+"""A frozen open_clip CLIP whose two towers accept per-layer token edits and refiners.
+
+With no edits and no refiners, `encode_image` / `encode_text` equal open_clip's on normalised
+images exactly (tests/test_backbone.py). Images enter in [0, 1]; normalisation happens here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .edits import TowerEdits, TowerOutput
+
+
+@dataclass(frozen=True)
+class BackboneIdentity:
+    """What was loaded; stored in every run directory and checked when a run is loaded."""
+
+    model: str
+    pretrained: str  # tag, file path, "embedded" or "random"
+    weights_sha256: str  # of the weights file, "" for a tag resolved by open_clip or random init
+    quick_gelu: bool
+    open_clip_version: str
+    embed_dim: int
+    vision_width: int
+    vision_layers: int
+    text_width: int
+    text_layers: int
+    image_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def compatible_with(self, other: dict) -> list[str]:
+        """Names of the fields that differ from a stored identity (empty when compatible)."""
+        keys = ("model", "pretrained", "weights_sha256", "quick_gelu", "embed_dim", "vision_width",
+                "vision_layers", "text_width", "text_layers", "image_size")
+        return [k for k in keys if str(other.get(k)) != str(getattr(self, k))]
+
+
+def causal_mask(n: int, device, dtype=torch.float32) -> Tensor:
+    return torch.full((n, n), float("-inf"), device=device, dtype=dtype).triu_(1)
+
+
+class PromptableCLIP(nn.Module):
+    def __init__(self, clip: nn.Module, identity: BackboneIdentity, mean: Sequence[float], std: Sequence[float],
+                 tokenizer=None):
+        super().__init__()
+        _check_supported(clip)
+        self.clip = clip
+        self.identity = identity
+        self.tokenizer = tokenizer
+        self.register_buffer("image_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        # The backbone is frozen: it stays in eval mode (no dropout, no patch dropout) always.
+        return super().train(False)
+
+    # ---- facts read from the model, never hard-coded
+    @property
+    def visual(self):
+        return self.clip.visual
+
+    @property
+    def vision_width(self) -> int:
+        return self.visual.conv1.out_channels
+
+    @property
+    def vision_layers(self) -> int:
+        return len(self.visual.transformer.resblocks)
+
+    @property
+    def text_width(self) -> int:
+        return self.clip.token_embedding.embedding_dim
+
+    @property
+    def text_layers(self) -> int:
+        return len(self.clip.transformer.resblocks)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.visual.output_dim
+
+    @property
+    def context_length(self) -> int:
+        return self.clip.context_length
+
+    @property
+    def image_size(self) -> int:
+        return int(self.visual.image_size[0])
+
+    @property
+    def logit_scale(self) -> Tensor:
+        return self.clip.logit_scale.exp()
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    # ---- vision tower
+    def normalize(self, images: Tensor) -> Tensor:
+        return (images - self.image_mean) / self.image_std
+
+    def vision(self, images: Tensor, edits: TowerEdits | None = None) -> TowerOutput:
+        """images: (B, 3, H, W) in [0, 1]. Layer-0 edits act before ln_pre, as MaPLe/IVLP append prompts."""
+        v = self.visual
+        edits = edits or TowerEdits()
+        edits.check_depth(self.vision_layers, "vision")
+        x = v.conv1(self.normalize(images).to(v.conv1.weight.dtype))
+        x = x.flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        if 0 in edits.layers:
+            x = edits.layers[0].apply(x)
+        x = v.ln_pre(x)
+        hidden = {}
+        for i, block in enumerate(v.transformer.resblocks):
+            if i > 0 and i in edits.layers:
+                x = edits.layers[i].apply(x)
+            x = block(x, attn_mask=None)
+            if i in edits.refiners:
+                x = edits.refiners[i](x)
+            if i in edits.collect:
+                hidden[i] = x
+        tokens = v.ln_post(x)
+        features = tokens[:, 0] @ v.proj
+        return TowerOutput(features=features, tokens=tokens, hidden=hidden)
+
+    def encode_image(self, images: Tensor, edits: TowerEdits | None = None) -> Tensor:
+        return self.vision(images, edits).features
+
+    # ---- text tower
+    def tokenize(self, texts: Sequence[str]) -> Tensor:
+        if self.tokenizer is None:
+            raise RuntimeError("this backbone was built without a tokenizer")
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def embed_tokens(self, token_ids: Tensor) -> Tensor:
+        return self.clip.token_embedding(token_ids)
+
+    @staticmethod
+    def eot_index(token_ids: Tensor) -> Tensor:
+        return token_ids.argmax(dim=-1)  # the EOT token has the largest id (open_clip's "argmax" pool)
+
+    def text(self, embeddings: Tensor, eot_index: Tensor, edits: TowerEdits | None = None) -> TowerOutput:
+        """embeddings: (N, L, D) token embeddings (before positional embedding), eot_index: (N,)."""
+        c = self.clip
+        edits = edits or TowerEdits()
+        edits.check_depth(self.text_layers, "text")
+        x = embeddings + c.positional_embedding[: embeddings.shape[1]].to(embeddings.dtype)
+        eot = eot_index.clone()
+        mask = c.attn_mask if x.shape[1] == c.attn_mask.shape[0] else causal_mask(x.shape[1], x.device)
+        hidden = {}
+        for i, block in enumerate(c.transformer.resblocks):
+            if i in edits.layers:
+                edit = edits.layers[i]
+                L = x.shape[1]
+                x = edit.apply(x)
+                if edit.mode == "insert":
+                    eot = torch.where(eot >= edit.position(L), eot + edit.n, eot)
+                    mask = causal_mask(x.shape[1], x.device)
+            x = block(x, attn_mask=mask)
+            if i in edits.refiners:
+                x = edits.refiners[i](x)
+            if i in edits.collect:
+                hidden[i] = x
+        tokens = c.ln_final(x)
+        pooled = tokens[torch.arange(tokens.shape[0], device=tokens.device), eot]
+        features = c.text_projection(pooled) if isinstance(c.text_projection, nn.Linear) else pooled @ c.text_projection
+        return TowerOutput(features=features, tokens=tokens, hidden=hidden, eot_index=eot)
+
+    def encode_text(self, token_ids: Tensor, edits: TowerEdits | None = None) -> Tensor:
+        return self.text(self.embed_tokens(token_ids), self.eot_index(token_ids), edits).features
+
+    @torch.no_grad()
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> Tensor:
+        """L2-normalised features of plain prompts (zero-shot classifier weights)."""
+        out = [F.normalize(self.encode_text(self.tokenize(texts[i : i + batch_size])), dim=-1)
+               for i in range(0, len(texts), batch_size)]
+        return torch.cat(out)
+
+
+def _check_supported(clip: nn.Module) -> None:
+    from open_clip.model import CLIP
+
+    if not isinstance(clip, CLIP):
+        raise TypeError(f"robustprompt supports open_clip CLIP models with a ViT image tower; got {type(clip).__name__}")
+    v = clip.visual
+    if not hasattr(v, "conv1") or getattr(v, "attn_pool", None) is not None or v.pool_type != "tok" \
+            or v.final_ln_after_pool:
+        raise TypeError("robustprompt needs a ViT image tower with CLS-token pooling (no attentional pool)")
+    if clip.text_pool_type != "argmax":
+        raise TypeError(f"robustprompt needs argmax (EOT) text pooling; got {clip.text_pool_type!r}")
+    if not clip.transformer.batch_first or not v.transformer.batch_first:
+        raise TypeError("robustprompt needs batch-first transformers (open_clip >= 2.23)")

@@ -1,0 +1,1 @@
+"""Small reusable modules shared by methods (context prompts, deep prompts, refiners, k-means)."""

@@ -1,0 +1,67 @@
+"""CoOp-style learnable text context: [SOS] ctx_1 .. ctx_n <fixed words> <class name>. [EOT]."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..backbone import PromptableCLIP
+
+
+class TextContextPrompt(nn.Module):
+    """n_ctx learnable vectors at text positions 1..n_ctx (right after SOS).
+
+    With `init` (e.g. "a photo of a") the prompt reads "<init> <class>." and the first n_ctx tokens
+    of init become the learnable vectors, initialised from their word embeddings; any remaining
+    init words stay fixed text (MaPLe: 2 learnable tokens replacing "a photo" in "a photo of a").
+    Without init, the prompt is "X X ... X <class>." and the vectors are drawn from N(0, init_std).
+    `class_specific` gives every class its own context (CoOp's CSC).
+    """
+
+    def __init__(self, backbone: PromptableCLIP, n_ctx: int, init: str = "", class_specific: bool = False,
+                 n_classes: int = 0, init_std: float = 0.02, generator: torch.Generator | None = None):
+        super().__init__()
+        self.backbone = [backbone]  # a list so the frozen backbone is not registered twice
+        self.n_ctx = n_ctx
+        self.class_specific = class_specific
+        width = backbone.text_width
+        if init:
+            init_ids = backbone.tokenize([init])[0]
+            n_words = int(backbone.eot_index(init_ids[None])[0]) - 1
+            if n_words < n_ctx:
+                raise ValueError(f"ctx_init {init!r} has {n_words} tokens, fewer than n_ctx={n_ctx}")
+            with torch.no_grad():
+                vectors = backbone.embed_tokens(init_ids[None])[0, 1 : 1 + n_ctx].clone()
+            self.prefix_text = init
+        else:
+            vectors = torch.randn(n_ctx, width, generator=generator) * init_std
+            self.prefix_text = " ".join(["X"] * n_ctx)
+        if class_specific:
+            if n_classes < 1:
+                raise ValueError("class-specific context needs n_classes")
+            vectors = vectors.unsqueeze(0).repeat(n_classes, 1, 1)
+        self.ctx = nn.Parameter(vectors.float())
+        self._cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+
+    def _frozen_embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+        if classnames not in self._cache:
+            bb = self.backbone[0]
+            ids = bb.tokenize([f"{self.prefix_text} {c}." for c in classnames])
+            with torch.no_grad():
+                self._cache[classnames] = (bb.embed_tokens(ids).detach(), bb.eot_index(ids))
+        return self._cache[classnames]
+
+    def embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+        """Token embeddings (C, L, D) with the context in place, and EOT indices (C,)."""
+        emb, eot = self._frozen_embeddings(tuple(classnames))
+        emb = emb.to(self.ctx.device)
+        C = emb.shape[0]
+        if self.class_specific:
+            if C != self.ctx.shape[0]:
+                raise ValueError(f"class-specific context was trained for {self.ctx.shape[0]} classes, "
+                                 f"cannot prompt {C} others")
+            ctx = self.ctx
+        else:
+            ctx = self.ctx.unsqueeze(0).expand(C, -1, -1)
+        emb = torch.cat([emb[:, :1], ctx.to(emb.dtype), emb[:, 1 + self.n_ctx :]], dim=1)
+        return emb, eot.to(self.ctx.device)

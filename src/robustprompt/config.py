@@ -1,0 +1,267 @@
+"""Config as data: frozen dataclasses filled from YAML presets, CLI flags and `--set key=value`.
+
+`from_dict(Cls, dict)` validates every key and value against the dataclass's type hints and names
+the offending key in a ConfigError. Dataclasses may validate further in `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from .errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {_type_name(tp)}")
+
+
+def from_dict(cls, values: dict[str, Any], prefix: str = ""):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls) if f.init}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]}; valid keys: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{prefix + ': ' if prefix else ''}{e}") from None
+
+
+def to_dict(obj) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def check(condition: bool, message: str) -> None:
+    """For __post_init__ validation: raise ValueError(message) unless condition holds."""
+    if not condition:
+        raise ValueError(message)
+
+
+# ------------------------------------------------------------------ run config
+from .backbone.loading import DEFAULT_MODEL  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = field(default=DEFAULT_MODEL, metadata={"help": "open_clip architecture or project model"})
+    pretrained: Optional[str] = field(default=None, metadata={"help": "tag, weights file, 'random'; None = shipped"})
+    quick_gelu: Optional[bool] = field(default=None, metadata={"help": "None: decided from the pretrained tag"})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    root: Optional[str] = None
+    shots: int = 16
+    split: Literal["base", "novel", "all"] = "base"
+    train_crop_scale: float = field(default=0.5, metadata={"help": "lower bound of RandomResizedCrop's scale"})
+    num_workers: int = 0
+
+    def __post_init__(self):
+        check(0.0 < self.train_crop_scale <= 1.0, f"train_crop_scale must be in (0, 1], got {self.train_crop_scale}")
+        check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 32
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.002
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5
+    precision: Literal["fp32", "bf16"] = "fp32"
+    eval_batch_size: int = 256
+    grad_clip: Optional[float] = None
+
+    def __post_init__(self):
+        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.warmup_lr > 0, f"warmup_lr must be > 0, got {self.warmup_lr}")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        check(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+              f"warmup_epochs must be < epochs, got {self.warmup_epochs}")
+        check(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str = "coop"
+    seed: int = 1
+    method_cfg: dict = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"malformed YAML in {p}{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    return data
+
+
+def load_preset(name_or_path: str) -> dict:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        return load_yaml(p)
+    path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name_or_path!r}; known: {', '.join(list_presets())}")
+    return load_yaml(path)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(item: str) -> dict:
+    """'train.lr=0.01' -> {'train': {'lr': 0.01}}; the value is parsed as YAML (numbers, bools, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set has an empty key in {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+    out: dict = {}
+    cur = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def build_run_config(preset: str | None = None, overrides: list[str] | None = None,
+                     values: dict | None = None) -> RunConfig:
+    """defaults <- preset <- values (CLI flags) <- --set overrides; method_cfg validated by the method."""
+    merged: dict = {}
+    if preset:
+        merged = deep_merge(merged, load_preset(preset))
+    if values:
+        merged = deep_merge(merged, values)
+    for item in overrides or []:
+        merged = deep_merge(merged, parse_override(item))
+    cfg = from_dict(RunConfig, merged)
+    from .methods.registry import method_config
+
+    method_config(cfg.method, cfg.method_cfg)  # validate now: unknown keys and bad values fail early
+    return cfg

@@ -1,0 +1,201 @@
+"""The one training loop for every method, and the run it records."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..backbone import load_backbone
+from ..config import RunConfig, from_dict, to_dict
+from ..data import ImageDataset, prepare_dataset
+from ..data.base import DatasetSplits
+from ..data.transforms import train_transform
+from ..errors import ConfigError, RobustPromptError
+from ..methods.registry import create_method, method_config
+from .checkpoint import load_training_state, save_training_state
+from .evaluate import evaluate_accuracy
+from .rundir import CHECKPOINT, RunDir
+from .schedule import build_optimizer, lr_at_epoch, set_lr
+from .seeding import derive_seed, generator, seed_everything
+
+
+def versions() -> dict:
+    import open_clip
+
+    return {"robustprompt": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "python": sys.version.split()[0]}
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def progress(iterable, **kw):
+    return tqdm(iterable, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True, **kw)
+
+
+@dataclass
+class Setup:
+    cfg: RunConfig
+    backbone: object
+    data: DatasetSplits
+    method: object
+    device: torch.device
+
+
+def build(cfg: RunConfig, device: str | torch.device = "cpu") -> Setup:
+    """Load backbone and data and create the method: every bad input fails here, before any file is written."""
+    device = torch.device(device)
+    backbone = load_backbone(cfg.model.name, cfg.model.pretrained, quick_gelu=cfg.model.quick_gelu)
+    data = prepare_dataset(cfg.data.dataset, cfg.data.root, shots=cfg.data.shots, seed=cfg.seed,
+                           split=cfg.data.split)
+    if not data.train:
+        raise RobustPromptError(f"dataset {cfg.data.dataset!r} has no training images for split {cfg.data.split!r}")
+    seed_everything(derive_seed(cfg.seed, "init"))
+    method = create_method(cfg.method, backbone, data.classnames, data.template,
+                           method_config(cfg.method, cfg.method_cfg))
+    return Setup(cfg, backbone, data, method.to(device), device)
+
+
+def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str | torch.device = "cpu",
+          setup: Setup | None = None, stop_after_epochs: int | None = None) -> dict:
+    """Train `cfg` into run directory `out`; with resume=True continue from its last checkpoint.
+
+    `stop_after_epochs` ends the process's work early (used to test interruption and resume).
+    """
+    run = RunDir(out)
+    if resume:
+        if not (run / CHECKPOINT).is_dir() and not run.complete:
+            raise RobustPromptError(f"nothing to resume in {run.path} (no checkpoint)")
+        stored = from_dict(RunConfig, run.read_config())
+        if to_dict(stored) != to_dict(cfg):
+            diff = _first_difference(to_dict(stored), to_dict(cfg))
+            raise ConfigError(f"--resume with a config that differs from the run's at {diff}")
+    elif run.path.exists() and any(run.path.iterdir()):
+        raise RobustPromptError(f"run directory {run.path} already exists and is not empty; "
+                                "use --resume to continue it or choose another --out")
+    setup = setup or build(cfg, device)
+    created = not run.path.exists()
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RobustPromptError(f"cannot create run directory {run.path}: {e.strerror}") from None
+    if not _writable(run.path):
+        raise RobustPromptError(f"run directory {run.path} is not writable")
+    try:
+        with run.lock():
+            return _train_locked(run, setup, resume, stop_after_epochs)
+    except BaseException:
+        if created and not (run / CHECKPOINT).is_dir():
+            shutil.rmtree(run.path, ignore_errors=True)  # nothing worth keeping: no half-written run
+        raise
+
+
+def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | None) -> dict:
+    cfg, method, device = s.cfg, s.method, s.device
+    params = list(method.learnable_parameters().values())
+    optimizer = build_optimizer(cfg.train, params) if params else None
+    start_epoch = 0
+    if resume and (run / CHECKPOINT).is_dir():
+        start_epoch, learnable, opt_state, _ = load_training_state(run / CHECKPOINT)
+        method.load_learnable_state(learnable)
+        optimizer.load_state_dict(opt_state)
+        run.log(f"resumed after epoch {start_epoch}")
+    else:
+        run.write_config(to_dict(cfg))
+        run.log(f"train {cfg.method} on {cfg.data.dataset} ({cfg.data.split}, {cfg.data.shots} shots, "
+                f"seed {cfg.seed}), {sum(p.numel() for p in params)} learnable values")
+
+    dataset = ImageDataset(s.data.train, train_transform(s.backbone.image_size, (cfg.data.train_crop_scale, 1.0)),
+                           s.data.images)
+    t0 = time.time()
+    last_loss = float("nan")
+    end_epoch = cfg.train.epochs if stop_after_epochs is None else min(cfg.train.epochs, stop_after_epochs)
+    if optimizer is None:  # nothing learns (zero-shot): record the evaluation only
+        start_epoch = end_epoch = cfg.train.epochs
+    for epoch in range(start_epoch, end_epoch):
+        set_lr(optimizer, lr_at_epoch(cfg.train, epoch))
+        seed_everything(derive_seed(cfg.seed, "epoch", epoch))
+        loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True,
+                            generator=generator(derive_seed(cfg.seed, "order", epoch)),
+                            num_workers=cfg.data.num_workers, drop_last=False)
+        method.train()
+        total, count = 0.0, 0
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}")
+        for images, labels in bar:
+            images, labels = images.to(device), labels.to(device)
+            with autocast(cfg.train.precision, device):
+                ctx = method.class_context()
+                loss, stats = method.loss(images, labels, ctx)
+            if not torch.isfinite(loss):
+                raise RobustPromptError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            optimizer.step()
+            total += loss.item() * len(labels)
+            count += len(labels)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        last_loss = total / max(count, 1)
+        save_training_state(run / CHECKPOINT, epoch + 1, method.learnable_state(), optimizer,
+                            {"method": cfg.method})
+        run.log(f"epoch {epoch + 1}/{cfg.train.epochs} lr {optimizer.param_groups[0]['lr']:.3g} "
+                f"loss {last_loss:.4f}")
+    if end_epoch < cfg.train.epochs:
+        return {}
+
+    save_prompt(run, s)
+    acc = evaluate_accuracy(method, s.data.test, s.data.images, s.data.classnames, batch_size=cfg.train.eval_batch_size,
+                            device=device, precision=cfg.train.precision)
+    record = {"dataset": cfg.data.dataset, "split": cfg.data.split, "metric": "clean_acc", "value": acc["accuracy"],
+              "n": acc["n"]}
+    results = run.add_records(run_header(s, train={"epochs": cfg.train.epochs, "final_loss": last_loss,
+                                                   "wall_s_last_session": round(time.time() - t0, 2)}), [record])
+    run.log(f"test {cfg.data.split}: accuracy {acc['accuracy']:.4f} on {acc['n']} images")
+    return results
+
+
+def save_prompt(run: RunDir, s: Setup) -> None:
+    run.save_prompt(s.method.learnable_state(), {
+        "method": s.cfg.method,
+        "classnames": list(s.data.classnames),
+        "template": s.data.template,
+        "backbone": s.backbone.identity.to_dict(),
+        "robustprompt": __version__,
+    })
+
+
+def run_header(s: Setup, **extra) -> dict:
+    return {
+        "run": {"method": s.cfg.method, "dataset": s.cfg.data.dataset, "train_split": s.cfg.data.split,
+                "shots": s.cfg.data.shots, "seed": s.cfg.seed, "classnames": list(s.data.classnames)},
+        "backbone": s.backbone.identity.to_dict(),
+        "versions": versions(),
+        **extra,
+    }
+
+
+def _writable(path: Path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK)
+
+
+def _first_difference(a, b, prefix="") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+    return prefix or "<root>"

@@ -1,0 +1,106 @@
+"""The contract every method implements; the engine drives it and knows nothing else.
+
+A method owns learnable parameters on top of a frozen `PromptableCLIP` (`self.backbone`) and says:
+- `class_context(classnames)`: everything on the class side that does not depend on the image
+  (text features, per-class extras). The engine calls it once per training step and once per
+  evaluation, never inside an attack loop.
+- `forward(images, ctx)`: logits (B, C) for images in [0, 1].
+- `loss(images, labels, ctx)`: the training objective (default: cross-entropy on the logits).
+Text-only methods (`text_only = True`) split `forward` into `image_features` +
+`logits_from_features`, so the engine may cache the frozen image tower's output across epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..backbone import PromptableCLIP
+from ..errors import CheckpointError
+
+
+@dataclass
+class TextContext:
+    """Class-side state for one set of class names."""
+
+    features: Tensor  # (C, E), L2-normalised
+    classnames: tuple[str, ...]
+    seen: bool  # the classes the method was trained on (ANPrompt's inference rule needs this)
+    extra: dict[str, Any] | None = None
+
+
+class Method(nn.Module):
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type] = object
+    text_only: ClassVar[bool] = False
+
+    def __init__(self, backbone: PromptableCLIP, classnames: list[str], template: str, config):
+        super().__init__()
+        self.backbone = backbone
+        self.classnames = tuple(classnames)
+        self.template = template
+        self.config = config
+
+    # ---- to implement
+    def class_features(self, classnames: tuple[str, ...]) -> Tensor:
+        """(C, E) unnormalised class features for these names."""
+        raise NotImplementedError
+
+    def image_features(self, images: Tensor) -> Tensor:
+        """(B, E) unnormalised image features (the whole image side for most methods)."""
+        return self.backbone.encode_image(images)
+
+    # ---- shared machinery
+    def class_context(self, classnames=None) -> TextContext:
+        names = tuple(classnames) if classnames is not None else self.classnames
+        return TextContext(F.normalize(self.class_features(names), dim=-1), names, names == self.classnames)
+
+    def logits_from_features(self, image_features: Tensor, ctx: TextContext) -> Tensor:
+        return self.backbone.logit_scale * F.normalize(image_features, dim=-1) @ ctx.features.t()
+
+    def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
+        return self.logits_from_features(self.image_features(images), ctx)
+
+    def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, float]]:
+        logits = self(images, ctx)
+        loss = F.cross_entropy(logits, labels)
+        return loss, {"ce": loss.item()}
+
+    def loss_from_features(self, image_features: Tensor, labels: Tensor, ctx: TextContext):
+        """Loss of a text-only method on cached image features; must equal `loss` on the images."""
+        logits = self.logits_from_features(image_features, ctx)
+        loss = F.cross_entropy(logits, labels)
+        return loss, {"ce": loss.item()}
+
+    # ---- learnable state: everything with requires_grad outside the frozen backbone
+    def learnable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("backbone.")}
+
+    def learnable_state(self) -> dict[str, Tensor]:
+        return {n: p.detach().clone().contiguous() for n, p in self.learnable_parameters().items()}
+
+    def load_learnable_state(self, state: dict[str, Tensor]) -> None:
+        params = self.learnable_parameters()
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if missing or unexpected:
+            raise CheckpointError(
+                f"checkpoint does not match method {self.name!r}: "
+                + (f"missing {missing[:3]}" if missing else "")
+                + (" " if missing and unexpected else "")
+                + (f"unexpected {unexpected[:3]}" if unexpected else ""))
+        with torch.no_grad():
+            for n, p in params.items():
+                if p.shape != state[n].shape:
+                    raise CheckpointError(f"checkpoint tensor {n} has shape {tuple(state[n].shape)}, "
+                                          f"method expects {tuple(p.shape)}")
+                p.copy_(state[n].to(p.dtype))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.train(False)
+        return self

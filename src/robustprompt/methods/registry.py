@@ -1,0 +1,72 @@
+"""Method registry: `@register_method("coop", CoOpConfig)` on a Method subclass."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import from_dict
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    cls: type
+    config_cls: type
+    description: str
+
+
+_METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(name: str, config_cls: type):
+    def deco(cls):
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        cls.name = name
+        cls.config_cls = config_cls
+        doc = (cls.__doc__ or "").strip().splitlines()
+        _METHODS[name] = MethodEntry(name, cls, config_cls, doc[0] if doc else "")
+        return cls
+
+    return deco
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    _import_builtin()
+    return sorted(n for n in _METHODS if fnmatch.fnmatch(n, pattern))
+
+
+def method_entry(name: str) -> MethodEntry:
+    _import_builtin()
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+def method_config(name: str, values: dict[str, Any] | None = None):
+    """The typed, validated config of a method from a plain dict (unknown keys are errors)."""
+    entry = method_entry(name)
+    return from_dict(entry.config_cls, values or {}, prefix="method_cfg")
+
+
+def create_method(name: str, backbone, classnames: list[str], template: str, config=None):
+    """Build a registered method on a frozen backbone for the given training classes."""
+    entry = method_entry(name)
+    if config is None or isinstance(config, dict):
+        config = method_config(name, config)
+    elif not isinstance(config, entry.config_cls):
+        raise ConfigError(f"method {name!r} needs a {entry.config_cls.__name__}, got {type(config).__name__}")
+    return entry.cls(backbone, list(classnames), template, config)
+
+
+_BUILTIN = ["zeroshot", "coop"]
+
+
+def _import_builtin() -> None:
+    import importlib
+
+    for mod in _BUILTIN:
+        importlib.import_module(f"{__package__}.{mod}")
