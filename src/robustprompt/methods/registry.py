@@ -62,7 +62,7 @@ def create_method(name: str, backbone, classnames: list[str], template: str, con
     return entry.cls(backbone, list(classnames), template, config)
 
 
-_BUILTIN = ["zeroshot", "coop"]
+_BUILTIN = ["zeroshot", "coop", "kgcoop", "ivlp", "maple", "anprompt"]
 
 
 def _import_builtin() -> None:
