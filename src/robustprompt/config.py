@@ -26,7 +26,7 @@ def _type_name(tp) -> str:
 
 
 def _coerce(value: Any, tp, key: str):
-    origin = typing.get_origin(tp)
+    origin = typing.get_origin(tp) or (tp if tp in (list, tuple, dict) else None)
     args = typing.get_args(tp)
     if tp is Any:
         return value

@@ -115,8 +115,10 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
                           and _tag_quick_gelu(model, tag)) or model.endswith("-quickgelu")
 
     try:
-        with warnings.catch_warnings(), _quiet_root_logger():
+        # "random" weights are drawn from a fixed seed, so a random backbone is reproducible.
+        with warnings.catch_warnings(), _quiet_root_logger(), torch.random.fork_rng(devices=[]):
             warnings.simplefilter("ignore")
+            torch.manual_seed(0)
             if is_local_dir:
                 clip = open_clip.create_model(model, device="cpu")
             elif tag in ("random", "embedded") or weights_file is not None:

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from robustprompt.cli import main
+from robustprompt.config import build_run_config
+from robustprompt.engine import train
+from robustprompt.engine.runs import evaluate_run, load_run
+
+from helpers import TINY_ARGS, make_imagefolder
+
+
+def _cfg(tree, **over):
+    values = {"method": "coop", "seed": 1,
+              "model": {"name": "robustprompt-test", "pretrained": "random"},
+              "data": {"dataset": "imagefolder", "root": str(tree), "shots": 4, "split": "all"},
+              "train": {"epochs": 3, "batch_size": 4, "eval_batch_size": 16},
+              "method_cfg": {"n_ctx": 4}}
+    for k, v in over.items():
+        values.setdefault(k, {}).update(v) if isinstance(v, dict) else values.__setitem__(k, v)
+    return build_run_config("coop", values=values)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours")
+
+
+def test_cli_train_writes_complete_run_and_eval_reproduces(tree, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--method", "coop", "--dataset", "imagefolder", "--data-root", str(tree),
+                 "--out", str(out), *TINY_ARGS]) == 0
+    for name in ("config.yaml", "prompt.safetensors", "results.json", "log.txt"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["backbone"]["model"] == "robustprompt-test"
+    assert {"robustprompt", "torch", "open_clip"} <= set(results["versions"])
+    (stored,) = [r for r in results["evaluations"] if r["metric"] == "clean_acc"]
+    prompt = load_file(str(out / "prompt.safetensors"))
+    assert list(prompt) == ["prompt.ctx"] and prompt["prompt.ctx"].shape == (4, 32)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-write"]) == 0
+    printed = capsys.readouterr().out
+    assert f"clean_acc: {stored['value']:.4f}" in printed
+    again = evaluate_run(out, write=False)
+    assert again[0]["value"] == stored["value"] and again[0]["n"] == stored["n"]
+
+
+def test_resume_after_interruption_matches_uninterrupted(tree, tmp_path):
+    cfg = _cfg(tree)
+    full = train(cfg, tmp_path / "full")
+    part = tmp_path / "part"
+    assert train(cfg, part, stop_after_epochs=1) == {}
+    assert not (part / "results.json").exists() and (part / "checkpoint").is_dir()
+    resumed = train(cfg, part, resume=True)
+    a = load_file(str(tmp_path / "full" / "prompt.safetensors"))
+    b = load_file(str(part / "prompt.safetensors"))
+    assert torch.equal(a["prompt.ctx"], b["prompt.ctx"])
+    assert full["evaluations"] == resumed["evaluations"]
+    assert full["train"]["final_loss"] == resumed["train"]["final_loss"]
+
+
+def test_same_seed_bit_identical_other_seed_differs(tree, tmp_path):
+    train(_cfg(tree), tmp_path / "a")
+    train(_cfg(tree), tmp_path / "b")
+    train(_cfg(tree, seed=2), tmp_path / "c")
+    a, b, c = (load_file(str(tmp_path / n / "prompt.safetensors"))["prompt.ctx"] for n in "abc")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_load_run_restores_logits(tree, tmp_path):
+    train(_cfg(tree), tmp_path / "r")
+    cfg, method = load_run(tmp_path / "r")
+    cfg2, method2 = load_run(tmp_path / "r")
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(method(x, method.class_context()), method2(x, method2.class_context()))
+
+
+def test_zeroshot_train_records_accuracy_without_learning(tree, tmp_path):
+    res = train(build_run_config("zeroshot", values={"model": {"name": "robustprompt-test", "pretrained": "random"},
+                                                     "data": {"dataset": "imagefolder", "root": str(tree),
+                                                              "shots": 4, "split": "all"}}),
+                tmp_path / "zs")
+    assert res["evaluations"][0]["metric"] == "clean_acc"
+    assert not (tmp_path / "zs" / "checkpoint").exists()
