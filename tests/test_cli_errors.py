@@ -168,3 +168,8 @@ def test_list_methods_models_datasets(capsys):
     assert "robustprompt-test" in capsys.readouterr().out
     assert main(["list", "datasets"]) == 0
     assert "imagefolder" in capsys.readouterr().out
+
+
+def test_context_longer_than_text_tower(tree, tmp_path, capsys):
+    _fails(capsys, _train(tree, tmp_path / "run", "--set", "method_cfg.n_ctx=16"), "does not fit the text context")
+    assert not (tmp_path / "run").exists()

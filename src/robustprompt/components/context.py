@@ -46,9 +46,19 @@ class TextContextPrompt(nn.Module):
     def _frozen_embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
         if classnames not in self._cache:
             bb = self.backbone[0]
-            ids = bb.tokenize([f"{self.prefix_text} {c}." for c in classnames])
+            prompts = [f"{self.prefix_text} {c}." for c in classnames]
+            ids = bb.tokenize(prompts)
+            eot = bb.eot_index(ids)
+            # the tokenizer truncates silently; a prompt must keep its class name and EOT
+            lengths = [len(bb.tokenizer.encode(p)) + 2 for p in prompts] if hasattr(bb.tokenizer, "encode") \
+                else [int(e) + 1 for e in eot]
+            too_long = [p for p, n in zip(prompts, lengths) if n > bb.context_length]
+            if too_long or (eot <= self.n_ctx).any():
+                worst = too_long[0] if too_long else prompts[int(eot.argmin())]
+                raise ValueError(f"prompt {worst!r} does not fit the text context of "
+                                 f"{bb.context_length} tokens; use fewer context tokens (n_ctx={self.n_ctx})")
             with torch.no_grad():
-                self._cache[classnames] = (bb.embed_tokens(ids).detach(), bb.eot_index(ids))
+                self._cache[classnames] = (bb.embed_tokens(ids).detach(), eot)
         return self._cache[classnames]
 
     def embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..config import from_dict
 from ..errors import ConfigError
 
@@ -59,7 +61,13 @@ def create_method(name: str, backbone, classnames: list[str], template: str, con
         config = method_config(name, config)
     elif not isinstance(config, entry.config_cls):
         raise ConfigError(f"method {name!r} needs a {entry.config_cls.__name__}, got {type(config).__name__}")
-    return entry.cls(backbone, list(classnames), template, config)
+    try:
+        method = entry.cls(backbone, list(classnames), template, config)
+        with torch.no_grad():
+            method.class_context()  # prompts that cannot be built fail here, not mid-training
+    except ValueError as e:
+        raise ConfigError(f"method {name!r}: {e}") from None
+    return method
 
 
 _BUILTIN = ["zeroshot", "coop", "kgcoop", "ivlp", "maple", "anprompt"]
