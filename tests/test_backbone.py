@@ -92,7 +92,7 @@ def test_text_insert_rebuilds_mask_and_shifts_eot(tiny_backbone):
     finally:
         for h in handles:
             h.remove()
-    L = bb.context_length
+    L = int(eot.max()) + 1  # the tower drops the padding after the last EOT
     x1, mask1 = seen[1]
     assert x1.shape == (2, L + K, bb.text_width)
     assert torch.allclose(x1[:, 1:1 + K], tok.expand(2, -1, -1))
@@ -115,9 +115,19 @@ def test_text_replace_keeps_length_and_eot(tiny_backbone):
     finally:
         for h in handles:
             h.remove()
-    assert seen[2][0].shape[1] == bb.context_length
+    assert seen[2][0].shape[1] == int(eot.max()) + 1
     assert torch.allclose(seen[2][0][:, 1:3], tok[None])
     assert torch.equal(out.eot_index, eot)
+
+
+def test_padding_after_last_eot_does_not_change_features(tiny_backbone):
+    bb = tiny_backbone
+    ids = bb.tokenize(["a cat", "a photo of a big dog"])
+    emb, eot = bb.embed_tokens(ids), bb.eot_index(ids)
+    with torch.no_grad():
+        full = bb.clip.encode_text(ids)
+        ours = bb.text(emb, eot).features
+    assert ours.shape == full.shape and (ours - full).abs().max() <= 1e-6
 
 
 def test_refiner_applies_to_block_output_and_collects(tiny_backbone):

@@ -62,8 +62,11 @@ def check_text_positions(method, backbone, text, depth, n):
     pos = backbone.clip.positional_embedding
     ctx = method.text_prompt.context.ctx
     emb, _ = method.text_prompt.context.embeddings(tuple(SEEN))
-    # layer 0: the context vectors sit after SOS in the token embeddings (positional embedding added)
-    assert torch.allclose(text.inputs[0], emb + pos)
+    # layer 0: the context vectors sit after SOS in the token embeddings (positional embedding added);
+    # the tower drops the padding after the last EOT
+    L = text.inputs[0].shape[1]
+    assert L == int(method.text_prompt.context.embeddings(tuple(SEEN))[1].max()) + 1
+    assert torch.allclose(text.inputs[0], emb[:, :L] + pos[:L])
     assert torch.allclose(text.inputs[0][:, 1:1 + n], (ctx + pos[1:1 + n]).expand(C, -1, -1))
     deep = method.text_prompt.deep.prompts()
     assert sorted(deep) == list(range(1, depth))

@@ -154,7 +154,11 @@ class PromptableCLIP(nn.Module):
         c = self.clip
         edits = edits or TowerEdits()
         edits.check_depth(self.text_layers, "text")
-        x = embeddings + c.positional_embedding[: embeddings.shape[1]].to(embeddings.dtype)
+        # Under the causal mask nothing after the last EOT reaches a pooled token: drop the padding.
+        # (tokens beyond it then do not appear in TowerOutput.tokens)
+        keep = int(eot_index.max()) + 1
+        embeddings = embeddings[:, :keep]
+        x = embeddings + c.positional_embedding[:keep].to(embeddings.dtype)
         eot = eot_index.clone()
         mask = c.attn_mask if x.shape[1] == c.attn_mask.shape[0] else causal_mask(x.shape[1], x.device)
         hidden = {}

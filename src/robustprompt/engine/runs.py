@@ -25,7 +25,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", *, backbone=N
     if meta.get("method") != cfg.method:
         raise CheckpointError(f"{run / 'prompt.safetensors'} holds a {meta.get('method')!r} prompt, "
                               f"the run's config says {cfg.method!r}")
-    backbone = backbone or load_backbone(cfg.model.name, cfg.model.pretrained, quick_gelu=cfg.model.quick_gelu)
+    backbone = backbone or load_backbone(cfg.model.name, cfg.model.pretrained, quick_gelu=cfg.model.quick_gelu,
+                                         device=device)
     diff = backbone.identity.compatible_with(meta.get("backbone", {}))
     if diff:
         raise CheckpointError(f"{run.path} was trained on another backbone ({', '.join(diff)} differ: "
