@@ -1,0 +1,375 @@
+"""Tests of the attack library on tiny classifiers of generated 8-pixel images (CPU, seconds)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robustprompt.attacks import (
+    IMPLEMENTATION,
+    PGD,
+    apgd,
+    apgd_checkpoints,
+    apgd_targeted,
+    autoattack,
+    fab_targeted,
+    fgsm,
+    format_eps,
+    lp_norm,
+    make_attack,
+    n_target_classes,
+    parse_eps,
+    pgd,
+    project_hyperplane_box,
+    sanity_checks,
+    square,
+    square_check,
+)
+from robustprompt.attacks._core import logits_of
+from robustprompt.errors import ConfigError
+
+H = 8
+C = 10
+
+
+def make_data(n, n_classes=C, seed=0):
+    """Noisy copies of fixed random class prototypes, in [0, 1]."""
+    protos = 0.375 + 0.25 * torch.rand(n_classes, 3, H, H,
+                                       generator=torch.Generator().manual_seed(123))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, n_classes, (n,), generator=g)
+    x = (protos[y] + 0.08 * torch.randn(n, 3, H, H, generator=g)).clamp(0, 1)
+    return x, y
+
+
+def mlp(n_classes, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * H * H, 32), nn.ReLU(), nn.Linear(32, n_classes))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """(model, test images, test labels): an MLP trained for ~1 s, clean accuracy ~1."""
+    m = mlp(C)
+    x, y = make_data(512, seed=0)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(80):
+        idx = torch.randint(0, 512, (64,), generator=torch.Generator().manual_seed(_))
+        loss = nn.functional.cross_entropy(m(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    m.zero_grad(set_to_none=True)
+    xt, yt = make_data(32, seed=1)
+    return m, xt, yt
+
+
+def acc(model, x, y):
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+EPS = {"Linf": 8 / 255, "L2": 0.5}
+
+
+# ------------------------------------------------------------------ eps parsing
+
+
+@pytest.mark.parametrize("text,value", [("4/255", 4 / 255), ("0.0157", 0.0157), ("0", 0.0),
+                                        (" 1 / 255 ", 1 / 255), ("1e-3", 1e-3)])
+def test_parse_eps_values(text, value):
+    s, v = parse_eps(text)
+    assert v == pytest.approx(value, rel=1e-12)
+    assert parse_eps(s) == (s, v)
+
+
+def test_parse_eps_canonical_and_numbers():
+    assert parse_eps("4/255") == ("4/255", 4 / 255)
+    assert parse_eps(4 / 255) == ("4/255", 4 / 255)
+    assert parse_eps(0) == ("0", 0.0)
+    assert parse_eps(0.0157)[0] == "0.0157"
+    assert format_eps(1.0) == "1.0"
+
+
+@pytest.mark.parametrize("bad", ["-1/255", "abc", "1/0", "", "4/255/2", -0.1, float("nan"), None])
+def test_parse_eps_rejects(bad):
+    with pytest.raises(ConfigError):
+        parse_eps(bad)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=0, max_value=254), st.floats(min_value=0, max_value=10))
+def test_parse_eps_round_trips(k, f):
+    for e in (f"{k}/255", k / 255, f, repr(f)):
+        s, v = parse_eps(e)
+        assert parse_eps(s) == (s, v)
+        assert math.isclose(v, float(e) if not isinstance(e, str) or "/" not in e else k / 255)
+
+
+# ------------------------------------------------------------------ threat model
+
+
+def _inside(adv, x, eps, norm):
+    assert adv.dtype == torch.float32
+    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
+    assert float(lp_norm(adv - x, norm).max()) <= eps + 1e-6
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_all_attacks_stay_in_ball_and_box(trained, norm):
+    m, x, y = trained
+    eps = EPS[norm]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    advs = {
+        "pgd": pgd(m, x, y, eps, steps=5, norm=norm, generator=g()),
+        "pgd-margin-worst": pgd(m, x, y, eps, steps=5, norm=norm, loss="margin", keep="worst",
+                                generator=g()),
+        "fgsm": fgsm(m, x, y, eps, norm=norm),
+        "apgd": apgd(m, x, y, eps, norm=norm, n_iter=5, generator=g()),
+        "apgd-t": apgd_targeted(m, x, y, eps, norm=norm, n_iter=3, n_target_classes=2,
+                                generator=g()),
+        "fab-t": fab_targeted(m, x, y, eps, norm=norm, n_iter=5, n_target_classes=2),
+        "square": square(m, x, y, eps, norm=norm, n_queries=30, generator=g()),
+    }
+    for name, adv in advs.items():
+        assert adv.shape == x.shape, name
+        _inside(adv, x, eps, norm)
+    # big steps still projected
+    _inside(pgd(m, x, y, eps, alpha=10.0, steps=2, norm=norm), x, eps, norm)
+
+
+def test_pgd_lowers_accuracy(trained):
+    m, x, y = trained
+    clean = acc(m, x, y)
+    assert clean >= 0.9
+    adv = pgd(m, x, y, 16 / 255, steps=10, generator=torch.Generator().manual_seed(0))
+    assert acc(m, adv, y) < clean - 0.3
+    adv2 = pgd(m, x, y, 0.75, steps=10, norm="L2", loss="margin")
+    assert acc(m, adv2, y) < clean - 0.3
+
+
+def test_eps_zero_returns_input(trained):
+    m, x, y = trained
+    for adv in (pgd(m, x, y, 0.0, steps=3), pgd(m, x, y, "0", norm="L2"), fgsm(m, x, y, 0),
+                apgd(m, x, y, 0.0, n_iter=3), fab_targeted(m, x, y, 0.0, n_iter=3),
+                square(m, x, y, 0.0, n_queries=5)):
+        assert torch.equal(adv, x)
+    res = autoattack(m, x, y, "0", n_iter=2, n_queries=5)
+    assert res.report["autoattack_acc"] == res.report["clean_acc"] == acc(m, x, y)
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_more_steps_do_not_raise_robust_accuracy(trained, norm):
+    m, x, y = trained
+    eps = EPS[norm]
+    accs = []
+    for steps in (1, 2, 4, 8):
+        adv = pgd(m, x, y, eps, alpha=eps / 4, steps=steps, norm=norm, keep="worst",
+                  generator=torch.Generator().manual_seed(3))
+        accs.append(acc(m, adv, y))
+    assert all(b <= a for a, b in zip(accs, accs[1:])), accs
+    assert accs[-1] < accs[0]
+
+
+def test_random_start_reproducible(trained):
+    m, x, y = trained
+    a1 = pgd(m, x, y, 8 / 255, steps=2, generator=torch.Generator().manual_seed(5))
+    a2 = pgd(m, x, y, 8 / 255, steps=2, generator=torch.Generator().manual_seed(5))
+    a3 = pgd(m, x, y, 8 / 255, steps=2, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a1, a2) and not torch.equal(a1, a3)
+    s1 = square(m, x, y, 16 / 255, n_queries=20, generator=torch.Generator().manual_seed(1))
+    s2 = square(m, x, y, 16 / 255, n_queries=20, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(s1, s2)
+
+
+def test_fgsm_is_one_signed_step(trained):
+    m, x, y = trained
+    xr = x.clone().requires_grad_(True)
+    nn.functional.cross_entropy(m(xr), y, reduction="sum").backward()
+    expected = (x + 2 / 255 * xr.grad.sign()).clamp(0, 1)
+    m.zero_grad(set_to_none=True)
+    assert torch.allclose(fgsm(m, x, y, 2 / 255), expected)
+
+
+def test_no_param_grads_and_mode_kept(trained):
+    m, x, y = trained
+    net = mlp(C, seed=1)
+    net.train()
+    pgd(net, x, y, 8 / 255, steps=2)
+    apgd(net, x, y, 8 / 255, n_iter=2)
+    fab_targeted(net, x, y, 8 / 255, n_iter=2, n_target_classes=1)
+    assert net.training
+    assert all(p.grad is None for p in net.parameters())
+    # works when called under no_grad, and with a plain callable
+    with torch.no_grad():
+        adv = pgd(lambda z: net(z), x, y, 8 / 255, steps=1)
+    assert adv.shape == x.shape
+
+
+def test_fp32_under_autocast(trained):
+    m, x, y = trained
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert logits_of(m, x).dtype == torch.float32
+        adv = pgd(m, x, y, 8 / 255, steps=1)
+    assert adv.dtype == torch.float32
+
+
+def test_bad_inputs(trained):
+    m, x, y = trained
+    with pytest.raises(ValueError):
+        pgd(m, x * 255, y, 0.1)
+    with pytest.raises(ValueError):
+        pgd(m, x, y[:3], 0.1)
+    with pytest.raises(ConfigError):
+        pgd(m, x, y, 0.1, norm="L7")
+    with pytest.raises(ConfigError):
+        pgd(m, x, y, 0.1, loss="hinge")
+    with pytest.raises(ConfigError):
+        make_attack("deepfool", m, 0.1)
+
+
+def test_attack_objects(trained):
+    m, x, y = trained
+    atk = make_attack("pgd-margin", m, "8/255", steps=2)
+    assert isinstance(atk, PGD) and atk.loss == "margin" and "margin" in repr(atk)
+    assert atk(x, y).shape == x.shape
+    aa = make_attack("autoattack", m, "8/255", n_iter=2, n_queries=5, n_target_classes=1)
+    adv = aa(x, y)
+    assert adv.shape == x.shape and aa.last_report["eps"] == "8/255"
+
+
+# ------------------------------------------------------------------ APGD / FAB pieces
+
+
+def test_apgd_checkpoints_match_paper():
+    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert all(1 <= w <= 10 for w in apgd_checkpoints(10))
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_hyperplane_projection_is_feasible_and_minimal(norm):
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(16, 20, generator=g)
+    w = torch.randn(16, 20, generator=g)
+    b = (w * torch.rand(16, 20, generator=g)).sum(1)  # a point of the box lies on each plane
+    d = project_hyperplane_box(p, w, b, norm)
+    assert torch.allclose((w * (p + d)).sum(1), b, atol=1e-4)
+    assert float((p + d).min()) >= -1e-6 and float((p + d).max()) <= 1 + 1e-6
+    # no random feasible point of the hyperplane (in the box) is closer
+    nd = lp_norm(d, norm)
+    for _ in range(200):
+        q = torch.rand(16, 20, generator=g)
+        # move q onto the plane along w, keep those that stay in the box
+        t = (b - (w * q).sum(1)) / (w * w).sum(1)
+        q = q + t[:, None] * w
+        ok = (q.min(1).values >= 0) & (q.max(1).values <= 1)
+        assert bool((lp_norm(q - p, norm)[ok] >= nd[ok] - 1e-5).all())
+
+
+@pytest.mark.parametrize("n_classes,expected", [(3, 2), (20, 9), (10, 9), (2, 1)])
+def test_target_count(monkeypatch, n_classes, expected):
+    assert n_target_classes(n_classes) == expected
+    import robustprompt.attacks.auto_pgd as apgd_mod
+    import robustprompt.attacks.fab as fab_mod
+
+    ranks = {"apgd": [], "fab": []}
+    real = apgd_mod.target_by_rank
+
+    def spy(key):
+        def f(logits, rank):
+            ranks[key].append(rank)
+            return real(logits, rank)
+        return f
+
+    monkeypatch.setattr(apgd_mod, "target_by_rank", spy("apgd"))
+    monkeypatch.setattr(fab_mod, "target_by_rank", spy("fab"))
+    m = mlp(n_classes, seed=2).eval()
+    x, _ = make_data(4, n_classes=n_classes, seed=3)
+    with torch.no_grad():
+        y = m(x).argmax(1)  # all correctly classified, so every target runs
+    res = autoattack(m, x, y, 1e-4, n_iter=1, n_queries=2, attacks=("apgd-t", "fab-t"))
+    assert res.report["n_target_classes"] == expected
+    assert ranks["apgd"] == list(range(2, expected + 2))
+    assert ranks["fab"] == list(range(2, expected + 2))
+
+
+def test_apgd_t_runs_with_three_classes():
+    m = mlp(3, seed=4).eval()
+    x, _ = make_data(8, n_classes=3, seed=5)
+    with torch.no_grad():
+        y = m(x).argmax(1)
+    adv = apgd_targeted(m, x, y, 0.3, n_iter=5)
+    _inside(adv, x, 0.3, "Linf")
+    assert acc(m, adv, y) < 1.0
+
+
+# ------------------------------------------------------------------ AutoAttack
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_autoattack_worst_case_le_each_component(trained, norm):
+    m, x, y = trained
+    eps = EPS[norm]
+    kw = dict(norm=norm, n_iter=6, n_queries=40, n_target_classes=2, seed=1)
+    res = autoattack(m, x, y, eps, **kw)
+    rep = res.report
+    assert rep["implementation"] == IMPLEMENTATION
+    assert list(rep["robust_acc_after"]) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    after = list(rep["robust_acc_after"].values())
+    assert all(b <= a for a, b in zip(after, after[1:]))
+    assert rep["autoattack_acc"] == after[-1] <= rep["clean_acc"]
+    assert rep["autoattack_acc"] == pytest.approx(acc(m, res.adv, y))
+    assert rep["autoattack_acc"] == pytest.approx(float(res.robust.float().mean()))
+    assert sum(rep["broken_by"].values()) == round((rep["clean_acc"] - after[-1]) * len(y))
+    _inside(res.adv, x, eps, norm)
+    for name in ("apgd-ce", "apgd-t", "fab-t", "square"):
+        alone = autoattack(m, x, y, eps, attacks=(name,), **kw).report["autoattack_acc"]
+        assert rep["autoattack_acc"] <= alone, name
+    assert rep["autoattack_acc"] < rep["clean_acc"]
+
+
+def test_autoattack_batches_and_report_is_json(trained):
+    import json
+
+    m, x, y = trained
+    res = autoattack(m, x, y, "16/255", n_iter=4, n_queries=20, n_target_classes=2,
+                     batch_size=10)
+    json.dumps(res.report)
+    assert res.report["eps"] == "16/255" and res.report["n_images"] == len(y)
+
+
+# ------------------------------------------------------------------ sanity checks
+
+
+def test_sanity_checks_pass_on_a_sound_model(trained):
+    m, x, y = trained
+    aa = autoattack(m, x, y, "16/255", n_iter=5, n_queries=30, n_target_classes=2)
+    rep = sanity_checks(m, x, y, "16/255", steps=4, autoattack_report=aa.report)
+    assert rep["passed"], rep
+    assert set(rep["checks"]) == {"logits_not_probabilities", "deterministic",
+                                  "gradients_nonzero", "eps_zero_is_clean", "monotone_in_eps",
+                                  "monotone_in_steps", "square_not_better"}
+
+
+def test_sanity_checks_flag_problems(trained):
+    m, x, y = trained
+    probs = nn.Sequential(m, nn.Softmax(dim=1))
+    rep = sanity_checks(probs, x, y, 8 / 255, steps=2)
+    assert rep["checks"]["logits_not_probabilities"] is False and not rep["passed"]
+    assert rep["checks"]["square_not_better"] is None
+
+    class Quantised(nn.Module):  # a gradient-masking model: rounds its input
+        def forward(self, z):
+            return m(torch.round(z * 4) / 4 + 0 * z)
+
+    rep = sanity_checks(Quantised(), x, y, 8 / 255, steps=2)
+    assert rep["checks"]["gradients_nonzero"] is False
+
+    fake = {"robust_acc_after": {"apgd-ce": 0.5, "apgd-t": 0.5, "fab-t": 0.5, "square": 0.4}}
+    assert square_check(fake) is False
+    fake["robust_acc_after"]["square"] = 0.5
+    assert square_check(fake) is True

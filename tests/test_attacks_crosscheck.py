@@ -1,0 +1,121 @@
+"""Cross-checks of our attacks against independent implementations on a small model.
+
+* PGD against foolbox 3 (``LinfPGD`` / ``L2PGD``): same step rule, no random start, so the
+  adversarial images must agree to float precision; with random starts the robust accuracies
+  must be close.
+* APGD-CE and the whole AutoAttack sequence against ``pyautoattack`` (a PyPI packaging of the
+  AutoAttack authors' reference code), same settings: robust accuracies must be close (the
+  random starts differ, so exact equality is not expected).
+
+Each part is skipped when its package is not installed (``pip install foolbox pyautoattack``).
+"""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+from robustprompt.attacks import apgd, autoattack, pgd
+
+H = 8
+C = 10
+
+
+def make_data(n, n_classes=C, seed=0):
+    protos = 0.375 + 0.25 * torch.rand(n_classes, 3, H, H,
+                                       generator=torch.Generator().manual_seed(123))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, n_classes, (n,), generator=g)
+    x = (protos[y] + 0.08 * torch.randn(n, 3, H, H, generator=g)).clamp(0, 1)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(3 * H * H, 32), nn.ReLU(), nn.Linear(32, C))
+    x, y = make_data(512, seed=0)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for i in range(80):
+        idx = torch.randint(0, 512, (64,), generator=torch.Generator().manual_seed(i))
+        loss = nn.functional.cross_entropy(m(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    m.zero_grad(set_to_none=True)
+    xt, yt = make_data(32, seed=2)
+    return m, xt, yt
+
+
+def acc(model, x, y):
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 8 / 255), ("L2", 0.5)])
+def test_pgd_matches_foolbox(trained, norm, eps):
+    fb = pytest.importorskip("foolbox")
+    m, x, y = trained
+    fmodel = fb.PyTorchModel(m, bounds=(0, 1))
+    attack_cls = fb.attacks.LinfPGD if norm == "Linf" else fb.attacks.L2PGD
+    alpha = eps / 4
+    ours = pgd(m, x, y, eps, alpha=alpha, steps=10, norm=norm, random_start=False)
+    _, theirs, _ = attack_cls(abs_stepsize=alpha, steps=10, random_start=False)(
+        fmodel, x, y, epsilons=eps)
+    diff = (ours - theirs).abs()
+    # identical step rule: equal up to float rounding (a sign flip of a ~0 gradient entry
+    # could move a single pixel by alpha, hence the fraction rather than max for L-inf)
+    assert float((diff > 1e-5).float().mean()) <= 1e-3
+    assert float(diff.mean()) < 1e-5
+    assert acc(m, ours, y) == acc(m, theirs, y)
+    assert acc(m, ours, y) < acc(m, x, y)
+
+    # with random starts: robust accuracies close (different random draws)
+    ours_r, theirs_r = [], []
+    for s in range(2):
+        ours_r.append(acc(m, pgd(m, x, y, eps, alpha=alpha, steps=10, norm=norm,
+                                 generator=torch.Generator().manual_seed(s)), y))
+        torch.manual_seed(s)
+        _, adv, _ = attack_cls(abs_stepsize=alpha, steps=10, random_start=True)(
+            fmodel, x, y, epsilons=eps)
+        theirs_r.append(acc(m, adv, y))
+    assert abs(sum(ours_r) / 2 - sum(theirs_r) / 2) <= 3 / len(y)
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 8 / 255), ("L2", 0.5)])
+def test_apgd_ce_matches_reference(trained, norm, eps):
+    pytest.importorskip("pyautoattack")
+    from pyautoattack.autopgd_base import APGDAttack
+
+    m, x, y = trained
+    ref = APGDAttack(m, n_restarts=1, n_iter=20, eps=eps, norm=norm, seed=0, loss="ce",
+                     device="cpu")
+    state = torch.random.get_rng_state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = acc(m, ref.perturb(x.clone(), y.clone()), y)
+    torch.random.set_rng_state(state)
+    ours = acc(m, apgd(m, x, y, eps, norm=norm, n_iter=20,
+                       generator=torch.Generator().manual_seed(0)), y)
+    assert ours < acc(m, x, y)
+    assert abs(ours - theirs) <= 2 / len(y), (ours, theirs)
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 8 / 255), ("L2", 0.5)])
+def test_autoattack_matches_reference(trained, norm, eps):
+    pytest.importorskip("pyautoattack")
+    m, x, y = trained
+    m.zero_grad(set_to_none=True)  # foolbox's backward() in another test leaves grads
+    kw = dict(norm=norm, n_iter=6, n_queries=30, n_target_classes=2, seed=0)
+    ours = autoattack(m, x, y, eps, **kw).report
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = autoattack(m, x, y, eps, backend="pyautoattack", **kw).report
+    assert theirs["implementation"]["name"] == "pyautoattack"
+    assert all(p.grad is None for p in m.parameters())  # the reference's backward() undone
+    for name in ("apgd-ce", "apgd-t"):
+        a, b = ours["robust_acc_after"][name], theirs["robust_acc_after"][name]
+        assert abs(a - b) <= 2 / len(y), (name, a, b)
+    assert abs(ours["autoattack_acc"] - theirs["autoattack_acc"]) <= 2 / len(y)
