@@ -86,3 +86,60 @@ def test_zeroshot_train_records_accuracy_without_learning(tree, tmp_path):
                 tmp_path / "zs")
     assert res["evaluations"][0]["metric"] == "clean_acc"
     assert not (tmp_path / "zs" / "checkpoint").exists()
+
+
+def test_eval_noise_and_attacks_records(tree, tmp_path, capsys):
+    run = tmp_path / "r"
+    train(_cfg(tree), run)
+    assert main(["eval", str(run), "--noise", "gaussian:0.05,typo:0.2", "--attack", "pgd", "--eps", "0,8/255",
+                 "--steps", "3"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((run / "results.json").read_text())
+    by = {(r["metric"], r.get("noise"), r.get("eps")): r for r in results["evaluations"]}
+    clean = by[("clean_acc", None, None)]["value"]
+    assert ("noise_acc", "gaussian:0.05", None) in by and ("noise_acc", "typo:0.2", None) in by
+    pgd0, pgd8 = by[("pgd_acc", None, "0")], by[("pgd_acc", None, "8/255")]
+    assert pgd0["value"] == clean  # eps = 0 is clean accuracy
+    assert pgd8["value"] <= clean and pgd8["eps_value"] == pytest.approx(8 / 255) and pgd8["steps"] == 3
+    assert pgd8["implementation"]["name"] == "robustprompt.attacks"
+    assert "pgd_acc eps=8/255 steps=3" in printed
+
+
+def test_eval_autoattack_on_subset(tree, tmp_path):
+    from robustprompt.engine.evaluate import EvalSpec
+
+    run = tmp_path / "r"
+    train(_cfg(tree), run)
+    (rec,) = evaluate_run(run, [EvalSpec(attack="autoattack", eps="8/255", steps=3, n_max=5)], write=False)
+    assert rec["n"] == 5 and rec["metric"] == "autoattack_acc" and "broken_by" in rec["autoattack"]
+
+
+def test_adversarial_training_modes_run_and_resume_identically(tree, tmp_path):
+    for mode in ("half", "full", "trades"):
+        cfg = _cfg(tree, adv={"enabled": True, "eps": "8/255", "alpha": "2/255", "steps": 2, "loss": mode},
+                   train={"epochs": 2})
+        full = train(cfg, tmp_path / f"{mode}-full")
+        train(cfg, tmp_path / f"{mode}-part", stop_after_epochs=1)
+        resumed = train(cfg, tmp_path / f"{mode}-part", resume=True)
+        assert full["evaluations"] == resumed["evaluations"]
+        a = load_file(str(tmp_path / f"{mode}-full" / "prompt.safetensors"))
+        b = load_file(str(tmp_path / f"{mode}-part" / "prompt.safetensors"))
+        assert torch.equal(a["prompt.ctx"], b["prompt.ctx"])
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--attack", "pgd"], "--attack needs --eps"),
+    (["--eps", "1/255"], "--eps is given without --attack"),
+    (["--attack", "pgd", "--eps", "2"], "eps must be in [0, 1]"),
+    (["--attack", "pgd", "--eps", "abc"], "eps"),
+    (["--noise", "snow:3"], "unknown noise"),
+])
+def test_eval_bad_perturbation_arguments(tree, tmp_path, capsys, argv, expect):
+    run = tmp_path / "r"
+    train(_cfg(tree), run)
+    before = (run / "results.json").read_text()
+    capsys.readouterr()
+    assert main(["eval", str(run), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err
+    assert (run / "results.json").read_text() == before

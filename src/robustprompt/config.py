@@ -172,6 +172,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AdversarialConfig:
+    """Adversarial training (METHODS.md, AdvIVLP/AdvMaPLe): PGD through the current prompts each step."""
+
+    enabled: bool = False
+    eps: str = field(default="1/255", metadata={"help": "L-inf radius, e.g. 1/255"})
+    alpha: str = field(default="1/255", metadata={"help": "PGD step size"})
+    steps: int = 2
+    random_start: bool = True
+    loss: Literal["half", "full", "trades"] = field(
+        default="half", metadata={"help": "half: CE on half clean + half adversarial; full: all adversarial; "
+                                          "trades: CE(clean) + trades_beta * KL(p_adv || p_clean)"})
+    trades_beta: float = 6.0
+
+    def __post_init__(self):
+        from .attacks._core import parse_eps
+
+        for name in ("eps", "alpha"):
+            try:
+                _, value = parse_eps(getattr(self, name))
+            except Exception:
+                raise ValueError(f"adv.{name}: cannot read {getattr(self, name)!r} (write e.g. 1/255)") from None
+            check(0 <= value <= 1, f"adv.{name} must be in [0, 1], got {getattr(self, name)}")
+        check(self.steps >= 1, f"adv.steps must be >= 1, got {self.steps}")
+        check(self.trades_beta >= 0, f"adv.trades_beta must be >= 0, got {self.trades_beta}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     method: str = "coop"
     seed: int = 1
@@ -179,6 +206,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    adv: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

@@ -331,7 +331,10 @@ def dlr_targeted_loss(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
 LOSSES = {"ce": ce_loss, "margin": margin_loss, "cw": margin_loss, "dlr": dlr_loss}
 
 
-def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+def get_loss(name) -> Callable[[Tensor, Tensor], Tensor]:
+    """A loss by name, or a callable `(logits, labels) -> per-sample loss` passed through (TRADES' KL)."""
+    if callable(name):
+        return name
     try:
         return LOSSES[name.lower()]
     except (KeyError, AttributeError):

@@ -62,7 +62,8 @@ def pgd(
         steps: iterations (10). ``steps=0`` returns the start point.
         norm: "Linf" or "L2" ("Linf").
         random_start: start from a uniform random point of the eps ball (True).
-        loss: "ce" (cross-entropy) or "margin" (CW-style ``max_{j!=y} z_j - z_y``) ("ce").
+        loss: "ce" (cross-entropy) or "margin" (CW-style ``max_{j!=y} z_j - z_y``) ("ce"), or a
+            callable ``(logits, labels) -> per-sample loss`` (e.g. TRADES' KL to the clean output).
         keep: "last" returns the final iterate (Madry / torchattacks; for training);
             "worst" returns, per image, an iterate that was misclassified if any was
             (otherwise the final one) -- use this for evaluation: with a fixed seed and step

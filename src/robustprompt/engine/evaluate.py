@@ -1,12 +1,66 @@
-"""The one evaluation loop: accuracy of a method on a list of images, class features computed once."""
+"""The one evaluation loop: clean, weak-noise and adversarial accuracy of a method.
+
+Class features are computed once per evaluation (`method.class_context`) and closed over by the
+classifier that attacks see, so no attack step ever recomputes them. Attacks run in fp32.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..data import ImageDataset
 from ..data.transforms import eval_transform
+from ..errors import ConfigError
+from .seeding import derive_seed, generator
+
+ATTACKS = ("pgd", "autoattack")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """One evaluation: which classes, and under which perturbation (none, one noise, or one attack)."""
+
+    split: Optional[str] = None  # base | novel | all; None = the run's own
+    dataset: Optional[str] = None  # None = the run's own
+    root: Optional[str] = None
+    noise: Optional[str] = None  # e.g. "gaussian:0.02", "typo:0.1"
+    attack: Optional[str] = None  # pgd | autoattack
+    eps: Optional[str] = None  # "1/255"
+    steps: int = 100  # PGD steps / APGD iterations
+    n_max: Optional[int] = None  # evaluate on the first n_max test images of a seeded permutation
+
+    def __post_init__(self):
+        if self.attack is not None:
+            if self.attack not in ATTACKS:
+                raise ConfigError(f"unknown attack {self.attack!r}; choose from {', '.join(ATTACKS)}")
+            if self.eps is None:
+                raise ConfigError(f"attack {self.attack} needs --eps")
+            if self.noise is not None:
+                raise ConfigError("an evaluation takes a noise or an attack, not both")
+        if self.eps is not None:
+            from ..attacks import parse_eps
+
+            name, value = parse_eps(self.eps)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"eps must be in [0, 1], got {self.eps}")
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.n_max is not None and self.n_max < 1:
+            raise ConfigError(f"n_max must be >= 1, got {self.n_max}")
+        if self.noise is not None:
+            from ..attacks.noise import TextNoise, parse_noise
+
+            spec = parse_noise(self.noise)
+            if isinstance(spec, TextNoise) and spec.kind != "typo":
+                raise ConfigError(f"text noise {spec.name!r} is not supported in evaluation; use typo:RATE")
+
+    @property
+    def metric(self) -> str:
+        return f"{self.attack}_acc" if self.attack else ("noise_acc" if self.noise else "clean_acc")
 
 
 def eval_loader(items, images, resolution: int, batch_size: int, num_workers: int = 0) -> DataLoader:
@@ -14,23 +68,74 @@ def eval_loader(items, images, resolution: int, batch_size: int, num_workers: in
                       shuffle=False, num_workers=num_workers)
 
 
-@torch.no_grad()
-def evaluate_accuracy(method, items, images, classnames, *, batch_size: int = 256, device="cpu",
-                      precision: str = "fp32", transform_batch=None) -> dict:
-    """Top-1 accuracy; `transform_batch(images01) -> images01` applies image noise if given."""
+def subset(items, n_max: int | None, seed: int):
+    if n_max is None or n_max >= len(items):
+        return list(items)
+    g = generator(derive_seed(seed, "eval-subset"))
+    keep = sorted(torch.randperm(len(items), generator=g)[:n_max].tolist())
+    return [items[i] for i in keep]
+
+
+def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_size: int = 256,
+             device="cpu", precision: str = "fp32") -> dict:
+    """A results.json record for `spec` on the test split of `data` (a DatasetSplits)."""
+    from ..attacks.noise import ImageNoise, TextNoise, apply_image_noise, parse_noise
     from .train import autocast, progress
 
     device = torch.device(device)
     method.eval()
-    with autocast(precision, device):
+    noise = parse_noise(spec.noise) if spec.noise else None
+    classnames = list(data.classnames)
+    if isinstance(noise, TextNoise):
+        classnames = noise.names(classnames, seed=seed)
+    with torch.no_grad(), autocast(precision, device):
         ctx = method.class_context(classnames)
+    items = subset(data.test, spec.n_max, seed)
+    noise_gen = generator(derive_seed(seed, "noise", spec.noise))
+
+    def classifier(x):
+        return method(x, ctx)
+
     correct = n = 0
-    for x, y in progress(eval_loader(items, images, method.backbone.image_size, batch_size), desc="eval"):
+    extra: dict = {}
+    loader = eval_loader(items, data.images, method.backbone.image_size, batch_size)
+    for i, (x, y) in enumerate(progress(loader, desc=spec.metric)):
         x, y = x.to(device), y.to(device)
-        if transform_batch is not None:
-            x = transform_batch(x)
-        with autocast(precision, device):
-            logits = method(x, ctx)
-        correct += (logits.argmax(-1) == y).sum().item()
+        if isinstance(noise, ImageNoise):
+            x = apply_image_noise(x, noise, generator=noise_gen)
+        if spec.attack == "pgd":
+            from ..attacks import pgd
+
+            # keep="worst": per image the most damaging iterate, so more steps never raise accuracy
+            x = pgd(classifier, x, y, spec.eps, steps=spec.steps, keep="worst",
+                    generator=generator(derive_seed(seed, "pgd", spec.eps, i)))
+        elif spec.attack == "autoattack":
+            from ..attacks import autoattack
+
+            result = autoattack(classifier, x, y, spec.eps, n_iter=spec.steps, seed=derive_seed(seed, "aa", i))
+            x = result.adv
+            _merge_aa_report(extra, result.report)
+        with torch.no_grad(), autocast(precision if spec.attack is None else "fp32", device):
+            pred = classifier(x).argmax(-1)
+        correct += (pred == y).sum().item()
         n += len(y)
-    return {"accuracy": correct / max(n, 1), "n": n, "correct": correct}
+    record = {"dataset": data.name, "split": spec.split, "metric": spec.metric, "value": correct / max(n, 1), "n": n}
+    if noise is not None:
+        record["noise"] = noise.name
+    if spec.attack:
+        from ..attacks import IMPLEMENTATION, parse_eps
+
+        name, value = parse_eps(spec.eps)
+        record.update({"attack": spec.attack, "eps": name, "eps_value": value, "steps": spec.steps,
+                       "norm": "Linf", "implementation": IMPLEMENTATION})
+        if extra:
+            record["autoattack"] = extra
+    return record
+
+
+def _merge_aa_report(acc: dict, report: dict) -> None:
+    """Sum AutoAttack's per-batch counts into one per-evaluation summary."""
+    acc.setdefault("broken_by", {})
+    for k, v in (report.get("broken_by") or {}).items():
+        acc["broken_by"][k] = acc["broken_by"].get(k, 0) + int(v)
+    acc["settings"] = report.get("settings")

@@ -12,9 +12,9 @@ from ..config import RunConfig, from_dict
 from ..data import prepare_dataset
 from ..errors import CheckpointError
 from ..methods.registry import create_method, method_config
-from .evaluate import evaluate_accuracy
+from .evaluate import EvalSpec, evaluate
 from .rundir import RunDir
-from .train import Setup, run_header
+from .train import versions
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu", *, backbone=None) -> tuple[RunConfig, object]:
@@ -41,25 +41,40 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", *, backbone=N
     return cfg, method.to(device)
 
 
-def evaluate_run(path: str | Path, *, split: str | None = None, dataset: str | None = None,
-                 root: str | None = None, device: str | torch.device = "cpu", batch_size: int | None = None,
-                 write: bool = True) -> list[dict]:
-    """Clean accuracy of a run on the test split of `split` classes of `dataset` (defaults: the run's)."""
+def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, device: str | torch.device = "cpu",
+                 batch_size: int | None = None, write: bool = True, **spec_fields) -> list[dict]:
+    """Evaluate a run under each spec (default: clean accuracy on its own split) and record the results.
+
+    `evaluate_run(run, split="novel")` is shorthand for `evaluate_run(run, [EvalSpec(split="novel")])`.
+    """
+    specs = list(specs) if specs else [EvalSpec(**spec_fields)]
     cfg, method = load_run(path, device)
-    data_cfg = replace(cfg.data, dataset=dataset or cfg.data.dataset,
-                       root=root if root is not None else (cfg.data.root if dataset in (None, cfg.data.dataset) else None),
-                       split=split or cfg.data.split)
-    data = prepare_dataset(data_cfg.dataset, data_cfg.root, shots=data_cfg.shots, seed=cfg.seed, split=data_cfg.split)
-    acc = evaluate_accuracy(method, data.test, data.images, data.classnames,
-                            batch_size=batch_size or cfg.train.eval_batch_size, device=device,
-                            precision=cfg.train.precision)
-    records = [{"dataset": data_cfg.dataset, "split": data_cfg.split, "metric": "clean_acc",
-                "value": acc["accuracy"], "n": acc["n"]}]
+    prepared: dict[tuple, object] = {}
+    records = []
+    for spec in specs:
+        dataset = spec.dataset or cfg.data.dataset
+        same = dataset == cfg.data.dataset
+        root = spec.root if spec.root is not None else (cfg.data.root if same else None)
+        split = spec.split or cfg.data.split
+        key = (dataset, root, split)
+        if key not in prepared:
+            prepared[key] = prepare_dataset(dataset, root, shots=cfg.data.shots if same else 0, seed=cfg.seed,
+                                            split=split)
+        record = evaluate(method, prepared[key], replace(spec, split=split), seed=cfg.seed,
+                          batch_size=batch_size or cfg.train.eval_batch_size, device=device,
+                          precision=cfg.train.precision)
+        record["dataset"] = dataset
+        records.append(record)
     if write:
         run = RunDir(path)
         with run.lock():
-            setup = Setup(cfg, method.backbone, data, method, torch.device(device))
-            header = {k: v for k, v in run_header(setup).items() if k != "run"}
-            run.add_records(header, records)
-            run.log(f"eval {data_cfg.dataset}/{data_cfg.split}: accuracy {acc['accuracy']:.4f} on {acc['n']} images")
+            run.add_records({"backbone": method.backbone.identity.to_dict(), "versions": versions()}, records)
+            for r in records:
+                run.log("eval " + describe(r))
     return records
+
+
+def describe(r: dict) -> str:
+    extra = "".join(f" {k}={r[k]}" for k in ("noise", "eps", "steps") if r.get(k) is not None
+                    and (k != "steps" or r.get("attack")))
+    return f"{r['dataset']} {r['split']} {r['metric']}{extra}: {r['value']:.4f} (n={r['n']})"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,9 @@ from ..data.base import DatasetSplits
 from ..data.transforms import train_transform
 from ..errors import ConfigError, RobustPromptError
 from ..methods.registry import create_method, method_config
+from .adversarial import adversarial_images
 from .checkpoint import load_training_state, save_training_state
-from .evaluate import evaluate_accuracy
+from .evaluate import EvalSpec, evaluate
 from .rundir import CHECKPOINT, RunDir
 from .schedule import build_optimizer, lr_at_epoch, set_lr
 from .seeding import derive_seed, generator, seed_everything
@@ -45,6 +48,28 @@ def progress(iterable, **kw):
     return tqdm(iterable, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True, **kw)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while training: raised in the main thread so that cleanup runs (temporary files removed,
+    lock released, a run without a checkpoint removed); the last checkpoint stays for --resume."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM into `Terminated` while the block runs (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @dataclass
 class Setup:
     cfg: RunConfig
@@ -57,7 +82,7 @@ class Setup:
 def build(cfg: RunConfig, device: str | torch.device = "cpu") -> Setup:
     """Load backbone and data and create the method: every bad input fails here, before any file is written."""
     device = torch.device(device)
-    backbone = load_backbone(cfg.model.name, cfg.model.pretrained, quick_gelu=cfg.model.quick_gelu)
+    backbone = load_backbone(cfg.model.name, cfg.model.pretrained, quick_gelu=cfg.model.quick_gelu, device=device)
     data = prepare_dataset(cfg.data.dataset, cfg.data.root, shots=cfg.data.shots, seed=cfg.seed,
                            split=cfg.data.split)
     if not data.train:
@@ -82,6 +107,8 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str 
         if to_dict(stored) != to_dict(cfg):
             diff = _first_difference(to_dict(stored), to_dict(cfg))
             raise ConfigError(f"--resume with a config that differs from the run's at {diff}")
+    elif run.path.exists() and not run.path.is_dir():
+        raise RobustPromptError(f"cannot create run directory {run.path}: a file of that name exists")
     elif run.path.exists() and any(run.path.iterdir()):
         raise RobustPromptError(f"run directory {run.path} already exists and is not empty; "
                                 "use --resume to continue it or choose another --out")
@@ -94,7 +121,7 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str 
     if not _writable(run.path):
         raise RobustPromptError(f"run directory {run.path} is not writable")
     try:
-        with run.lock():
+        with sigterm_as_interrupt(), run.lock():
             return _train_locked(run, setup, resume, stop_after_epochs)
     except BaseException:
         if created and not (run / CHECKPOINT).is_dir():
@@ -137,7 +164,14 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
             images, labels = images.to(device), labels.to(device)
             with autocast(cfg.train.precision, device):
                 ctx = method.class_context()
-                loss, stats = method.loss(images, labels, ctx)
+            if cfg.adv.enabled:
+                adv_images = adversarial_images(method, images, labels, ctx, cfg.adv)
+                with autocast(cfg.train.precision, device):
+                    loss, stats = method.adversarial_loss(images, adv_images, labels, ctx, cfg.adv.loss,
+                                                          cfg.adv.trades_beta)
+            else:
+                with autocast(cfg.train.precision, device):
+                    loss, stats = method.loss(images, labels, ctx)
             if not torch.isfinite(loss):
                 raise RobustPromptError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
             optimizer.zero_grad(set_to_none=True)
@@ -157,13 +191,12 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
         return {}
 
     save_prompt(run, s)
-    acc = evaluate_accuracy(method, s.data.test, s.data.images, s.data.classnames, batch_size=cfg.train.eval_batch_size,
-                            device=device, precision=cfg.train.precision)
-    record = {"dataset": cfg.data.dataset, "split": cfg.data.split, "metric": "clean_acc", "value": acc["accuracy"],
-              "n": acc["n"]}
+    record = evaluate(method, s.data, EvalSpec(split=cfg.data.split), seed=cfg.seed,
+                      batch_size=cfg.train.eval_batch_size, device=device, precision=cfg.train.precision)
+    record["dataset"] = cfg.data.dataset
     results = run.add_records(run_header(s, train={"epochs": cfg.train.epochs, "final_loss": last_loss,
                                                    "wall_s_last_session": round(time.time() - t0, 2)}), [record])
-    run.log(f"test {cfg.data.split}: accuracy {acc['accuracy']:.4f} on {acc['n']} images")
+    run.log(f"test {cfg.data.split}: accuracy {record['value']:.4f} on {record['n']} images")
     return results
 
 

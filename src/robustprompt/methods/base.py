@@ -70,6 +70,27 @@ class Method(nn.Module):
         loss = F.cross_entropy(logits, labels)
         return loss, {"ce": loss.item()}
 
+    def adversarial_loss(self, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext,
+                         mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, float]]:
+        """The adversarial-training objective given PGD images made through the current prompts.
+
+        half: the method's loss on the first half of the batch clean, the second half adversarial;
+        full: the method's loss on the adversarial images; trades: CE(clean) + beta * KL(p_adv || p_clean).
+        Methods with their own terms (NAP-Tuning's purification) extend this.
+        """
+        if mode == "full":
+            return self.loss(adv_images, labels, ctx)
+        if mode == "half":
+            k = images.shape[0] // 2
+            mixed = torch.cat([images[:k], adv_images[k:]])
+            return self.loss(mixed, labels, ctx)
+        clean = self(images, ctx)
+        adv = self(adv_images, ctx)
+        ce = F.cross_entropy(clean, labels)
+        kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
+        loss = ce + trades_beta * kl
+        return loss, {"ce": ce.item(), "kl": kl.item()}
+
     def loss_from_features(self, image_features: Tensor, labels: Tensor, ctx: TextContext):
         """Loss of a text-only method on cached image features; must equal `loss` on the images."""
         logits = self.logits_from_features(image_features, ctx)

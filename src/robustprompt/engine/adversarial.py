@@ -1,0 +1,40 @@
+"""Adversarial examples for training: PGD through the current prompts (and refiners)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..attacks import eps_value, pgd
+from ..config import AdversarialConfig
+from ..methods.base import TextContext
+
+
+def detached(ctx: TextContext) -> TextContext:
+    extra = {k: v.detach() if torch.is_tensor(v) else v for k, v in (ctx.extra or {}).items()} if ctx.extra else None
+    return dataclasses.replace(ctx, features=ctx.features.detach(), extra=extra)
+
+
+def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext, adv: AdversarialConfig) -> Tensor:
+    """PGD (L-inf) on the method as it is now; the class side is fixed (ctx detached) for the attack.
+
+    Random starts draw from the global RNG, which the engine reseeds every epoch, so a resumed run
+    makes the same adversarial images."""
+    ctx = detached(ctx)
+
+    def classifier(x):
+        return method(x, ctx)
+
+    loss = "ce"
+    if adv.loss == "trades":  # TRADES' inner maximisation: KL to the clean prediction
+        with torch.no_grad():
+            p_clean = F.softmax(classifier(images).float(), dim=-1)
+
+        def loss(logits, _labels):
+            return F.kl_div(F.log_softmax(logits, dim=-1), p_clean, reduction="none").sum(-1)
+
+    return pgd(classifier, images, labels, adv.eps, alpha=eps_value(adv.alpha), steps=adv.steps,
+               random_start=adv.random_start, loss=loss)
