@@ -8,6 +8,8 @@ Python API (the CLI calls the same functions):
     train(cfg, out)                             one engine for every method; writes a run directory
     evaluate_run(run, split=..., dataset=...)   clean accuracy records into results.json
     load_run(run) -> (cfg, method)
+    predict(run, images, classes=None, top_k=5) -> [[(classname, prob), ...], ...]
+    build_report(paths, out) -> ReportResult   tables, plots and report.html over run directories
 """
 
 __version__ = "0.1.0"
@@ -24,6 +26,9 @@ _API = {
     "train": "engine.train",
     "evaluate_run": "engine.runs",
     "load_run": "engine.runs",
+    "predict": "inference",
+    "Predictor": "inference",
+    "build_report": "report",
 }
 
 

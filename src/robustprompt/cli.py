@@ -21,6 +21,9 @@ COMMAND_MODULES = [
     "list",
     "pretrain",
     "make_splits",
+    "bench",
+    "report",
+    "predict",
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -95,7 +96,7 @@ def from_dict(cls, values: dict[str, Any], prefix: str = ""):
     unknown = sorted(set(values) - names)
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config key {where}{unknown[0]}; valid keys: {', '.join(sorted(names))}")
+        raise ConfigError(f"unknown config key {where + unknown[0]!r}; valid keys: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
     try:
         return cls(**kwargs)
@@ -137,6 +138,8 @@ class DataConfig:
     shots: int = 16
     split: Literal["base", "novel", "all"] = "base"
     train_crop_scale: float = field(default=0.5, metadata={"help": "lower bound of RandomResizedCrop's scale"})
+    train_augment: bool = field(default=True, metadata={
+        "help": "random crop + flip on training images; false = the evaluation preprocessing (AdvPT's bank)"})
     num_workers: int = 0
 
     def __post_init__(self):
@@ -201,6 +204,7 @@ class AdversarialConfig:
 @dataclass(frozen=True)
 class RunConfig:
     method: str = "coop"
+    label: str = field(default="", metadata={"help": "name in reports (e.g. the preset: advivlp); empty = method"})
     seed: int = 1
     method_cfg: dict = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -257,6 +261,9 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def parse_override(item: str) -> dict:
     """'train.lr=0.01' -> {'train': {'lr': 0.01}}; the value is parsed as YAML (numbers, bools, lists)."""
     if "=" not in item:
@@ -269,6 +276,8 @@ def parse_override(item: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(raw.strip()):
+        value = float(raw)  # YAML 1.1 reads 1e-5 (no dot) as a string; users mean a number
     out: dict = {}
     cur = out
     parts = key.split(".")

@@ -20,7 +20,7 @@ from ..backbone import load_backbone
 from ..config import RunConfig, from_dict, to_dict
 from ..data import ImageDataset, prepare_dataset
 from ..data.base import DatasetSplits
-from ..data.transforms import train_transform
+from ..data.transforms import eval_transform, train_transform
 from ..errors import ConfigError, RobustPromptError
 from ..methods.registry import create_method, method_config
 from .adversarial import adversarial_images
@@ -144,8 +144,9 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
         run.log(f"train {cfg.method} on {cfg.data.dataset} ({cfg.data.split}, {cfg.data.shots} shots, "
                 f"seed {cfg.seed}), {sum(p.numel() for p in params)} learnable values")
 
-    dataset = ImageDataset(s.data.train, train_transform(s.backbone.image_size, (cfg.data.train_crop_scale, 1.0)),
-                           s.data.images)
+    transform = (train_transform(s.backbone.image_size, (cfg.data.train_crop_scale, 1.0)) if cfg.data.train_augment
+                 else eval_transform(s.backbone.image_size))
+    dataset = ImageDataset(s.data.train, transform, s.data.images)
     t0 = time.time()
     last_loss = float("nan")
     end_epoch = cfg.train.epochs if stop_after_epochs is None else min(cfg.train.epochs, stop_after_epochs)
@@ -212,7 +213,7 @@ def save_prompt(run: RunDir, s: Setup) -> None:
 
 def run_header(s: Setup, **extra) -> dict:
     return {
-        "run": {"method": s.cfg.method, "dataset": s.cfg.data.dataset, "train_split": s.cfg.data.split,
+        "run": {"method": s.cfg.method, "label": s.cfg.label or s.cfg.method, "dataset": s.cfg.data.dataset, "train_split": s.cfg.data.split,
                 "shots": s.cfg.data.shots, "seed": s.cfg.seed, "classnames": list(s.data.classnames)},
         "backbone": s.backbone.identity.to_dict(),
         "versions": versions(),

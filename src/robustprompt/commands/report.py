@@ -1,0 +1,48 @@
+"""`robustprompt report`: tables, plots and an HTML page over many run directories."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import formatter
+
+EXAMPLES = """examples:
+  robustprompt report runs/                                   # everything, into runs/report/
+  robustprompt report runs/ --table b2n --table robustness --no-plots
+  robustprompt report runs/coop-* runs/anprompt-* --out paper/tables
+
+Run directories (config.yaml + results.json) are found recursively. Runs that agree on method,
+training dataset, training split, shots and backbone are seeds of one setting: their metrics are
+averaged (mean +- sample std). Base-to-novel HM = 2BN/(B+N) is computed per seed, then averaged.
+A metric that no run recorded is left blank.
+"""
+
+
+def register(sub) -> None:
+    from ..report import TABLES
+
+    p = sub.add_parser("report", help="aggregate run directories into tables, plots and an HTML page",
+                       description="Aggregate run directories (mean +- std over seeds) into Markdown and CSV "
+                       "tables, PNG plots and one self-contained report.html.",
+                       epilog=EXAMPLES, formatter_class=formatter)
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="folders searched recursively for run directories")
+    p.add_argument("--out", help="output folder (default: the first DIR's report/)")
+    p.add_argument("--table", action="append", choices=TABLES, metavar="NAME",
+                   help=f"table to include, repeatable: {', '.join(TABLES)} (default: all)")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="draw PNG plots with matplotlib (default: on)")
+    p.add_argument("--title", default="robustprompt report", help="title of the report")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..report import build_report
+
+    result = build_report(args.dirs, args.out, tables=args.table, plots=args.plots, title=args.title)
+    for w in result.warnings:
+        print(f"warning: {w}")
+    for name, table in result.tables.items():
+        print(f"{name}: {len(table.rows)} row(s)" if not table.empty else f"{name}: no records")
+    print(f"{len(result.runs)} run(s); wrote {len(result.files)} file(s) to {result.out} "
+          f"(open {result.html})")
+    return 0

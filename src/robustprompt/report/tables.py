@@ -1,0 +1,395 @@
+"""Aggregating runs into tables (mean +- std over seeds) and writing them as Markdown, CSV and HTML.
+
+Rules, stated again in each table's note:
+- Runs are averaged together when method (the run's label, e.g. advivlp, else its method),
+  training dataset, training split, shots and backbone (model/pretrained) agree; each run is one seed.
+- +- is the sample standard deviation (n - 1) over seeds; one seed shows no +-.
+- A cell with fewer seeds than its row says so, "(n=k)"; a cell with none is blank. Nothing is
+  filled in or interpolated.
+- HM = 2 B N / (B + N) is computed per seed from that seed's Base and Novel, then averaged.
+- Markdown and HTML show accuracy in percent; CSV holds the fractions in [0, 1] as in results.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+
+from .collect import Protocol, Run
+
+TABLES = ("b2n", "robustness", "noise", "clean")
+ATTACK_ORDER = ("fgsm", "pgd", "pgd-l2", "cw", "margin", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack")
+ATTACK_NAMES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM", "cw": "CW", "square": "Square",
+                "margin": "PGD-margin", "pgd-l2": "PGD-L2", "apgd-ce": "APGD-CE", "apgd-t": "APGD-T",
+                "fab-t": "FAB-T"}
+PROTOCOL_COLUMNS = (("train split", "train_split"), ("shots", "shots"), ("backbone", "backbone"))
+
+COMMON_NOTE = ("Mean ± sample standard deviation (n - 1) over seeds, accuracy in percent; one seed shows no ±. "
+               "A cell with fewer seeds than its row is marked (n=k); a blank cell means no run recorded that "
+               "metric (nothing is filled in). Runs are averaged when method, training dataset, training split, "
+               "shots and backbone agree.")
+
+
+# ------------------------------------------------------------------ cells, rows, tables
+@dataclass
+class Cell:
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+
+def cell(values) -> Cell | None:
+    values = [float(v) for v in values if v is not None]
+    return Cell(values) if values else None
+
+
+@dataclass
+class Row:
+    keys: list[str]
+    cells: list[Cell | None]
+    seeds: int
+    label: str = ""  # method (and the protocol columns that vary), for plot legends
+    where: tuple = ()  # the row's own keys after the method and protocol columns
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    key_columns: list[str]
+    value_columns: list[str]
+    rows: list[Row] = field(default_factory=list)
+    note: str = ""
+    column_keys: list = field(default_factory=list)  # robustness: (attack, eps, eps_value, steps) per value column
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows
+
+    def column(self, name: str) -> int:
+        return self.value_columns.index(name)
+
+
+def hm(b: float | None, n: float | None) -> float | None:
+    """Harmonic mean of base and novel accuracy; None unless both exist."""
+    if b is None or n is None:
+        return None
+    return 0.0 if b + n == 0 else 2 * b * n / (b + n)
+
+
+# ------------------------------------------------------------------ record look-ups
+def _is_clean(r: dict) -> bool:
+    return r.get("metric") == "clean_acc" and not r.get("attack") and not r.get("noise")
+
+
+def clean_value(run: Run, dataset: str, split: str) -> float | None:
+    found = [r["value"] for r in run.evaluations if _is_clean(r) and r["dataset"] == dataset and r["split"] == split]
+    return found[-1] if found else None
+
+
+def _attack_key(r: dict) -> tuple[str, str, float, str]:
+    eps = str(r.get("eps", ""))
+    value = r.get("eps_value")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        value = _eps_float(eps)
+    steps = r.get("steps")
+    attack = str(r["attack"])
+    norm = r.get("norm")
+    if norm and str(norm).lower() not in ("linf", "l_inf", "inf") and not attack.endswith(f"-{str(norm).lower()}"):
+        attack = f"{attack}-{str(norm).lower()}"  # an L2 attack is another protocol than L-inf
+    return attack, eps, float(value), "" if steps is None else str(steps)
+
+
+def _eps_float(eps: str) -> float:
+    try:
+        if "/" in eps:
+            a, b = eps.split("/", 1)
+            return float(a) / float(b)
+        return float(eps)
+    except (ValueError, ZeroDivisionError):
+        return math.inf
+
+
+def attack_label(key: tuple[str, str, float, str], all_steps: dict[str, set]) -> str:
+    attack, eps, _, steps = key
+    name = ATTACK_NAMES.get(attack, attack)
+    if steps and (len(all_steps.get(attack, ())) > 1 or attack in ("pgd", "fgsm", "cw", "margin", "pgd-l2")):
+        name = f"{name}-{steps}"
+    return f"{name} eps {eps}"
+
+
+def _attack_sort(key: tuple[str, str, float, str]):
+    attack, eps, value, steps = key
+    order = ATTACK_ORDER.index(attack) if attack in ATTACK_ORDER else len(ATTACK_ORDER)
+    return order, attack, value, eps, int(steps) if steps.isdigit() else 0, steps
+
+
+def noise_sort(noise: str):
+    kind, _, level = noise.partition(":")
+    try:
+        return kind, 0, float(level), level
+    except ValueError:
+        return kind, 1, 0.0, level
+
+
+# ------------------------------------------------------------------ grouping
+def group_runs(runs: list[Run]) -> dict[Protocol, list[Run]]:
+    groups: dict[Protocol, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.protocol, []).append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0].dataset, kv[0].method, kv[0].train_split,
+                                                         kv[0].shots, kv[0].backbone)))
+
+
+def _protocol_columns(protocols) -> tuple[list[tuple[str, str]], str]:
+    """Protocol columns that vary between rows; the constant ones become a sentence for the note."""
+    varying, constant = [], []
+    for label, attr in PROTOCOL_COLUMNS:
+        values = {getattr(p, attr) for p in protocols}
+        if len(values) > 1:
+            varying.append((label, attr))
+        elif values:
+            constant.append(f"{label} {next(iter(values))}")
+    return varying, ("All rows: " + ", ".join(constant) + ".") if constant else ""
+
+
+def _dataset_label(p: Protocol, dataset: str) -> str:
+    return dataset if dataset == p.dataset else f"{p.dataset} → {dataset}"
+
+
+def _finish(table: Table, rows: list[tuple[Protocol, list[str], list, int]], note: str) -> Table:
+    varying, constant = _protocol_columns({p for p, *_ in rows})
+    table.key_columns = ["method", *[label for label, _ in varying], *table.key_columns]
+    for p, keys, cells, seeds in rows:
+        extra = [getattr(p, a) for _, a in varying]
+        label = p.method + (f" ({', '.join(extra)})" if extra else "")
+        table.rows.append(Row([p.method, *extra, *keys], cells, seeds, label, tuple(keys)))
+    table.note = " ".join(x for x in (note, COMMON_NOTE, constant) if x)
+    return table
+
+
+# ------------------------------------------------------------------ the tables
+def b2n_table(runs: list[Run]) -> Table:
+    groups = group_runs(runs)
+    rows = []
+    per_seed: dict[tuple, dict[str, dict[str, tuple[float, float]]]] = {}  # method key -> dataset -> seed -> (B, N)
+    for p, members in groups.items():
+        bases = [clean_value(r, p.dataset, "base") for r in members]
+        novels = [clean_value(r, p.dataset, "novel") for r in members]
+        if all(b is None for b in bases) and all(n is None for n in novels):
+            continue
+        hms = [hm(b, n) for b, n in zip(bases, novels)]
+        rows.append((p, [p.dataset, str(len(members))], [cell(bases), cell(novels), cell(hms)], len(members)))
+        key = (p.method, p.train_split, p.shots, p.backbone)
+        seeds = per_seed.setdefault(key, {}).setdefault(p.dataset, {})
+        for r, b, n in zip(members, bases, novels):
+            if b is not None and n is not None and r.seed not in seeds:
+                seeds[r.seed] = (b, n)
+    datasets = sorted({p.dataset for p, *_ in rows})
+    averaged = []
+    if len(datasets) > 1:
+        for key, by_dataset in sorted(per_seed.items()):
+            if set(by_dataset) != set(datasets):
+                continue
+            common = set.intersection(*(set(s) for s in by_dataset.values()))
+            if not common:
+                continue
+            b = [math.fsum(by_dataset[d][s][0] for d in datasets) / len(datasets) for s in sorted(common)]
+            n = [math.fsum(by_dataset[d][s][1] for d in datasets) / len(datasets) for s in sorted(common)]
+            p = Protocol(key[0], "", key[1], key[2], key[3])
+            averaged.append((p, [f"Average ({len(datasets)} datasets)", str(len(common))],
+                             [cell(b), cell(n), cell(hm(x, y) for x, y in zip(b, n))], len(common)))
+    note = ("Base-to-novel: Base and Novel are the clean accuracy (clean_acc) on the base and novel classes of "
+            "the run's own dataset. HM = 2·B·N/(B+N) is computed per seed, then averaged over seeds. The "
+            "average rows take, per seed, the mean Base and the mean Novel over all datasets of the table and "
+            "their HM, then average over the seeds present on every dataset; a method missing a dataset gets "
+            "no average row.")
+    table = Table("b2n", "Base-to-novel generalisation", ["dataset", "seeds"], ["Base", "Novel", "HM"])
+    return _finish(table, rows + averaged, note)
+
+
+def robustness_table(runs: list[Run]) -> Table:
+    groups = group_runs(runs)
+    columns: set = set()
+    steps_seen: dict[str, set] = {}
+    entries = []
+    for p, members in groups.items():
+        targets = sorted({(r["dataset"], r["split"]) for run in members for r in run.evaluations
+                          if r.get("attack") and not r.get("noise")}, key=lambda t: (t[0], SPLIT_ORDER[t[1]]))
+        for dataset, split in targets:
+            values: dict = {}
+            for i, run in enumerate(members):
+                for r in run.evaluations:
+                    if r.get("attack") and not r.get("noise") and r["dataset"] == dataset and r["split"] == split:
+                        k = _attack_key(r)
+                        columns.add(k)
+                        steps_seen.setdefault(k[0], set()).add(k[3])
+                        values.setdefault(k, [None] * len(members))[i] = r["value"]
+            clean = [clean_value(run, dataset, split) for run in members]
+            entries.append((p, dataset, split, clean, values, len(members)))
+    keys = sorted(columns, key=_attack_sort)
+    labels = [attack_label(k, steps_seen) for k in keys]
+    table = Table("robustness", "Adversarial robustness", ["dataset", "split", "seeds"], ["Clean", *labels],
+                  column_keys=[None, *keys])
+    rows = []
+    for p, dataset, split, clean, values, seeds in entries:
+        cells = [cell(clean)] + [cell(values.get(k, [])) for k in keys]
+        rows.append((p, [_dataset_label(p, dataset), split, str(seeds)], cells, seeds))
+    note = ("Robust accuracy under each attack and radius eps (on [0, 1] pixels), next to the clean accuracy of "
+            "the same runs on the same classes. Steps are part of the column (PGD-100 and PGD-10 are different "
+            "protocols).")
+    return _finish(table, rows, note)
+
+
+SPLIT_ORDER = {"base": 0, "novel": 1, "all": 2}
+
+
+def noise_table(runs: list[Run]) -> Table:
+    groups = group_runs(runs)
+    entries = []
+    used = {"base": False, "novel": False, "all": False}
+    for p, members in groups.items():
+        datasets = sorted({r["dataset"] for run in members for r in run.evaluations
+                           if r.get("noise") and not r.get("attack")})
+        for dataset in datasets:
+            noises = sorted({str(r["noise"]) for run in members for r in run.evaluations
+                             if r.get("noise") and not r.get("attack") and r["dataset"] == dataset}, key=noise_sort)
+            for condition in ["clean", *noises]:
+                by_split = {}
+                for split in SPLIT_ORDER:
+                    vals = []
+                    for run in members:
+                        if condition == "clean":
+                            vals.append(clean_value(run, dataset, split))
+                        else:
+                            found = [r["value"] for r in run.evaluations
+                                     if str(r.get("noise")) == condition and not r.get("attack")
+                                     and r["dataset"] == dataset and r["split"] == split]
+                            vals.append(found[-1] if found else None)
+                    by_split[split] = vals
+                    used[split] = used[split] or any(v is not None for v in vals)
+                entries.append((p, dataset, condition, by_split, len(members)))
+    columns = []
+    if used["base"] or used["novel"]:
+        columns += ["Base", "Novel", "HM"]
+    if used["all"]:
+        columns += ["All"]
+    table = Table("noise", "Weak noise", ["dataset", "condition", "seeds"], columns)
+    rows = []
+    for p, dataset, condition, by_split, seeds in entries:
+        cells = []
+        if "Base" in columns:
+            hms = [hm(b, n) for b, n in zip(by_split["base"], by_split["novel"])]
+            cells += [cell(by_split["base"]), cell(by_split["novel"]), cell(hms)]
+        if "All" in columns:
+            cells.append(cell(by_split["all"]))
+        rows.append((p, [_dataset_label(p, dataset), condition, str(seeds)], cells, seeds))
+    note = ("Accuracy without noise (clean) and under each weak image or text noise (kind:level, as recorded in "
+            "results.json), on the base, novel or all classes; HM per seed as in the base-to-novel table.")
+    return _finish(table, rows, note)
+
+
+def clean_table(runs: list[Run]) -> Table:
+    groups = group_runs(runs)
+    rows = []
+    for p, members in groups.items():
+        targets = sorted({(r["dataset"], r["split"]) for run in members for r in run.evaluations if _is_clean(r)},
+                         key=lambda t: (t[0] != p.dataset, t[0], SPLIT_ORDER[t[1]]))
+        for dataset, split in targets:
+            vals = [clean_value(run, dataset, split) for run in members]
+            rows.append((p, [_dataset_label(p, dataset), split, str(len(members))], [cell(vals)], len(members)))
+    table = Table("clean", "Clean accuracy", ["dataset", "split", "seeds"], ["Clean"])
+    note = "Clean accuracy of every run on every dataset and class split it was evaluated on (a → b: trained on a, tested on b)."
+    return _finish(table, rows, note)
+
+
+BUILDERS = {"b2n": b2n_table, "robustness": robustness_table, "noise": noise_table, "clean": clean_table}
+
+
+def build_tables(runs: list[Run], names=TABLES) -> dict[str, Table]:
+    return {name: BUILDERS[name](runs) for name in names}
+
+
+# ------------------------------------------------------------------ rendering
+def fmt_cell(c: Cell | None, seeds: int) -> str:
+    if c is None:
+        return ""
+    text = f"{100 * c.mean:.2f}"
+    if c.std is not None:
+        text += f" ± {100 * c.std:.2f}"
+    if c.n < seeds:
+        text += f" (n={c.n})"
+    return text
+
+
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(t: Table, level: int = 2) -> str:
+    out = [f"{'#' * level} {t.title}", ""]
+    if t.empty:
+        out += ["_No records for this table._", ""]
+        return "\n".join(out)
+    header = t.key_columns + t.value_columns
+    out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+    out.append("|" + "|".join(["---"] * len(t.key_columns) + ["---:"] * len(t.value_columns)) + "|")
+    for row in t.rows:
+        cells = [_md_escape(k) for k in row.keys] + [fmt_cell(c, row.seeds) for c in row.cells]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", f"_{t.note}_", ""]
+    return "\n".join(out)
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else repr(round(x, 6))
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = list(t.key_columns)
+    for col in t.value_columns:
+        header += [f"{col} mean", f"{col} std", f"{col} n"]
+    w.writerow(header)
+    for row in t.rows:
+        line = list(row.keys)
+        for c in row.cells:
+            line += ["", "", "0"] if c is None else [_num(c.mean), _num(c.std), str(c.n)]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def to_html(t: Table) -> str:
+    e = html.escape
+    if t.empty:
+        return f"<h2 id='{e(t.name)}'>{e(t.title)}</h2>\n<p class='note'>No records for this table.</p>\n"
+    out = [f"<h2 id='{e(t.name)}'>{e(t.title)}</h2>", "<div class='scroll'><table>", "<thead><tr>"]
+    out += [f"<th>{e(h)}</th>" for h in t.key_columns]
+    out += [f"<th class='num'>{e(h)}</th>" for h in t.value_columns]
+    out.append("</tr></thead><tbody>")
+    for row in t.rows:
+        avg = " class='avg'" if row.keys and any(k.startswith("Average (") for k in row.keys) else ""
+        out.append(f"<tr{avg}>" + "".join(f"<td>{e(k)}</td>" for k in row.keys)
+                   + "".join(f"<td class='num'>{e(fmt_cell(c, row.seeds))}</td>" for c in row.cells) + "</tr>")
+    out += ["</tbody></table></div>", f"<p class='note'>{e(t.note)}</p>"]
+    return "\n".join(out) + "\n"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
