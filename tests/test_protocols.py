@@ -1,0 +1,39 @@
+import json
+
+from robustprompt.cli import main
+
+from helpers import make_imagefolder
+
+TINY = ["--model", "robustprompt-test", "--pretrained", "random", "--shots", "4",
+        "--set", "train.epochs=2", "--set", "train.batch_size=8", "--set", "method_cfg.n_ctx=4"]
+
+
+def test_bench_b2n_runs_evaluates_tabulates_and_resumes(tmp_path, capsys):
+    tree = make_imagefolder(tmp_path / "colours")
+    out = tmp_path / "bench"
+    argv = ["bench", "b2n", "--methods", "coop", "--datasets", "imagefolder", "--data-root", str(tree),
+            "--seeds", "1,2", "--noise", "gaussian:0.05", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for seed in (1, 2):
+        res = json.loads((out / "imagefolder" / "coop" / f"seed{seed}" / "results.json").read_text())
+        keys = {(r["split"], r["metric"], r.get("noise")) for r in res["evaluations"]}
+        assert keys == {("base", "clean_acc", None), ("novel", "clean_acc", None),
+                        ("base", "noise_acc", "gaussian:0.05"), ("novel", "noise_acc", "gaussian:0.05")}
+        assert res["run"]["label"] == "coop"
+    assert (out / "report" / "report.html").is_file() and "HM" in printed
+    mtime = (out / "imagefolder" / "coop" / "seed1" / "results.json").stat().st_mtime_ns
+    assert main(argv) == 0  # everything recorded: nothing is trained or evaluated again
+    assert (out / "imagefolder" / "coop" / "seed1" / "results.json").stat().st_mtime_ns == mtime
+
+
+def test_bench_robustness_records_pgd_and_autoattack(tmp_path, capsys):
+    tree = make_imagefolder(tmp_path / "colours")
+    out = tmp_path / "bench"
+    assert main(["bench", "robustness", "--methods", "coop", "--datasets", "imagefolder", "--data-root", str(tree),
+                 "--seeds", "1", "--eps", "8/255", "--pgd-steps", "2", "--aa-steps", "2", "--aa-n-max", "4",
+                 "--out", str(out), *TINY]) == 0
+    res = json.loads((out / "imagefolder" / "coop" / "seed1" / "results.json").read_text())
+    metrics = {(r["metric"], r.get("eps")) for r in res["evaluations"]}
+    assert metrics == {("clean_acc", None), ("pgd_acc", "8/255"), ("autoattack_acc", "8/255")}
+    assert "robustness" in capsys.readouterr().out.lower()
