@@ -13,8 +13,8 @@ SEEN = ["cat", "dog", "airplane"]
 NOVEL = ["apple", "red truck"]
 TEMPLATE = "a photo of a {}."
 # Default configs, except where the tiny test model cannot hold them: its context length is 16
-# tokens, fewer than CoOp's default 16 context vectors plus SOS, class name and EOT.
-TINY_CONFIG = {"coop": {"n_ctx": 4}}
+# tokens, fewer than CoOp's default 16 (AdvPT's 32) context vectors plus SOS, class name and EOT.
+TINY_CONFIG = {"coop": {"n_ctx": 4}, "advpt": {"n_ctx": 4}}
 
 
 def make(name, backbone, seed=0):
@@ -151,7 +151,7 @@ def test_text_only_loss_from_cached_features_equals_loss(name, tiny_backbone, ba
     m.train()
     ctx = m.class_context()
     with torch.no_grad():
-        feats = m.image_features(images)
+        feats = m.training_features(images)
     cached, cached_stats = m.loss_from_features(feats, labels, ctx)
     direct, direct_stats = m.loss(images, labels, ctx)
     assert torch.allclose(cached, direct, rtol=1e-6, atol=1e-6)

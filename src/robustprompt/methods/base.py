@@ -7,7 +7,9 @@ A method owns learnable parameters on top of a frozen `PromptableCLIP` (`self.ba
 - `forward(images, ctx)`: logits (B, C) for images in [0, 1].
 - `loss(images, labels, ctx)`: the training objective (default: cross-entropy on the logits).
 Text-only methods (`text_only = True`) split `forward` into `image_features` +
-`logits_from_features`, so the engine may cache the frozen image tower's output across epochs.
+`logits_from_features`, and their training loss into `training_features` (the image side as the
+loss sees it: by default `image_features`, AdvPT's adversarial embedding bank) +
+`loss_from_features`, so the engine may cache `training_features` across epochs.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class Method(nn.Module):
         """(B, E) unnormalised image features (the whole image side for most methods)."""
         return self.backbone.encode_image(images)
 
+    def training_features(self, images: Tensor) -> Tensor:
+        """(B, E) the image side of the training loss of a text-only method (default: `image_features`)."""
+        return self.image_features(images)
+
     # ---- shared machinery
     def class_context(self, classnames=None) -> TextContext:
         names = tuple(classnames) if classnames is not None else self.classnames
@@ -92,7 +98,7 @@ class Method(nn.Module):
         return loss, {"ce": ce.item(), "kl": kl.item()}
 
     def loss_from_features(self, image_features: Tensor, labels: Tensor, ctx: TextContext):
-        """Loss of a text-only method on cached image features; must equal `loss` on the images."""
+        """Loss of a text-only method on cached features: `loss_from_features(training_features(x))` must equal `loss(x)`."""
         logits = self.logits_from_features(image_features, ctx)
         loss = F.cross_entropy(logits, labels)
         return loss, {"ce": loss.item()}

@@ -70,15 +70,11 @@ def create_method(name: str, backbone, classnames: list[str], template: str, con
     return method
 
 
-_BUILTIN = ["zeroshot", "coop", "kgcoop", "ivlp", "maple", "anprompt"]
+_BUILTIN = ["zeroshot", "coop", "kgcoop", "ivlp", "maple", "anprompt", "advpt", "naptuning"]
 
 
 def _import_builtin() -> None:
     import importlib
 
     for mod in _BUILTIN:
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as e:  # TODO(lead): drop once every listed module exists
-            if e.name != f"{__package__}.{mod}":
-                raise
+        importlib.import_module(f"{__package__}.{mod}")
