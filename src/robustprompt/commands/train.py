@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config import build_run_config, list_presets
+from ..methods.registry import list_methods
 from ._common import add_device, formatter
 
 EXAMPLES = """examples:
@@ -19,7 +20,7 @@ def register(sub) -> None:
                        description="Train one method on one dataset. The resolved config, learnable tensors, "
                        "metrics and a log are written to --out.", epilog=EXAMPLES, formatter_class=formatter)
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
-    p.add_argument("--method", help="registered method name (see `robustprompt list methods`)")
+    p.add_argument("--method", help="method or preset name, e.g. coop, anprompt, advivlp (`robustprompt list`)")
     p.add_argument("--preset", help="YAML preset name or file (default: the method's own preset if one exists)")
     p.add_argument("--dataset", help="dataset name (see `robustprompt list datasets`)")
     p.add_argument("--data-root", help="folder that holds the datasets (not needed for offline testbeds)")
@@ -73,14 +74,19 @@ def resolve_config(args):
     if preset is None:
         method = values.get("method") or "coop"
         preset = method if method in list_presets() else None
+        if preset and method not in list_methods():  # a preset name used as a method (advivlp, advmaple)
+            values.pop("method")
     return build_run_config(preset, args.set, values)
 
 
 def run(args) -> int:
     from ..engine import train
+    from ..engine.distributed import main_process
 
     cfg = resolve_config(args)
     results = train(cfg, args.out, resume=args.resume, device=args.device)
+    if not main_process():  # under torchrun every process trains; rank 0 reports
+        return 0
     for r in results.get("evaluations", []):
         print(f"{r['dataset']} {r['split']} {r['metric']}: {r['value']:.4f} (n={r['n']})")
     print(f"run written to {args.out}")
