@@ -116,7 +116,7 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
 
     try:
         # "random" weights are drawn from a fixed seed, so a random backbone is reproducible.
-        with warnings.catch_warnings(), _quiet_root_logger(), torch.random.fork_rng(devices=[]):
+        with warnings.catch_warnings(), quiet_open_clip_logging(), torch.random.fork_rng(devices=[]):
             warnings.simplefilter("ignore")
             torch.manual_seed(0)
             if is_local_dir:
@@ -129,7 +129,7 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
         raise ModelError(f"could not create {model} with pretrained={pretrained!r}: {_first_line(e)}") from None
 
     if weights_file is not None:
-        _load_weights_file(clip, weights_file)
+        load_weights_file(clip, weights_file)
 
     tokenizer = open_clip.get_tokenizer(model)
     mean = getattr(clip.visual, "image_mean", None) or OPENAI_MEAN
@@ -155,7 +155,7 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
     return backbone.to(device)
 
 
-def _load_weights_file(clip, path: Path) -> None:
+def load_weights_file(clip, path: Path) -> None:
     from open_clip.factory import load_checkpoint
 
     try:
@@ -171,7 +171,7 @@ def _load_weights_file(clip, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_root_logger():
+def quiet_open_clip_logging():
     # open_clip logs "No pretrained weights loaded" on the root logger for every random init.
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)

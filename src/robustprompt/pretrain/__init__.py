@@ -1,0 +1,1 @@
+"""Pretraining the embedded small CLIP (`robustprompt pretrain`) on offline captioned data."""

@@ -1,0 +1,70 @@
+"""The pretraining recipe as data.
+
+The defaults of `PretrainConfig` ARE the recipe of the shipped embedded model: `robustprompt pretrain
+--out DIR` with no other option regenerates it. A YAML file (`--config`) or flags override fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import check, from_dict, load_yaml, to_dict
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    model: str = "robustprompt-tiny"  # an open_clip architecture name (project configs are registered)
+    seed: int = 0
+    steps: int = 1800
+    batch_size: int = 128
+    lr: float = 1.5e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.02  # cosine decays to lr * min_lr_ratio
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    grad_clip: float = 1.0  # max grad norm; 0 disables
+    # data mix (see robustprompt.pretrain.generator.Mix)
+    fashion: float = 0.65
+    glyphs: float = 0.12
+    two_objects: float = 0.15
+    tint: float = 0.75
+    # stage 2 (after `steps`): a short second cosine with hard-negative shape groups in every batch,
+    # so that shape, not only colour/size/position, must be read to match captions
+    stage2_steps: int = 300
+    stage2_lr: float = 5e-4
+    stage2_warmup_steps: int = 20
+    stage2_fashion: float = 0.5
+    stage2_glyphs: float = 0.05
+    stage2_hard_shapes: float = 0.35
+    # bookkeeping
+    checkpoint_every: int = 100
+    log_every: int = 25
+
+    def __post_init__(self):
+        check(self.steps > 0, "steps must be positive")
+        check(self.batch_size >= 2, "batch_size must be at least 2 (the contrastive loss needs negatives)")
+        check(self.lr > 0, "lr must be positive")
+        check(0 <= self.warmup_steps < self.steps, "warmup_steps must be in [0, steps)")
+        check(0 <= self.fashion + self.glyphs <= 1, "fashion + glyphs must be in [0, 1]")
+        check(self.stage2_steps >= 0 and (self.stage2_steps == 0 or 0 <= self.stage2_warmup_steps < self.stage2_steps),
+              "stage2_steps must be >= 0 and stage2_warmup_steps in [0, stage2_steps)")
+        check(0 <= self.stage2_hard_shapes + self.stage2_fashion + self.stage2_glyphs <= 1,
+              "stage2_hard_shapes + stage2_fashion + stage2_glyphs must be in [0, 1]")
+        check(self.checkpoint_every > 0 and self.log_every > 0, "checkpoint_every and log_every must be positive")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.stage2_steps
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> PretrainConfig:
+    """The embedded model's recipe, updated by the YAML at `path` and keyword overrides (None ignored)."""
+    values = dict(load_yaml(path)) if path else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(PretrainConfig, values)

@@ -1,0 +1,96 @@
+"""Zero-shot accuracy of a bare open_clip CLIP on in-memory images (used by pretrain and the bench)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def normalisation(model) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The model's image mean/std (open_clip sets OpenAI's values unless the config says otherwise)."""
+    visual = getattr(model, "visual", None)
+    mean = getattr(visual, "image_mean", None) or OPENAI_MEAN
+    std = getattr(visual, "image_std", None) or OPENAI_STD
+    return tuple(mean), tuple(std)
+
+
+def to_model_input(images: np.ndarray, model) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float tensor (N, 3, H, W)."""
+    mean, std = normalisation(model)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+@torch.no_grad()
+def class_text_features(model, tokenizer, classnames: list[str], template: str) -> torch.Tensor:
+    tokens = tokenizer([template.format(c) for c in classnames])
+    return torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model, tokenizer, images: np.ndarray, labels, classnames: list[str], template: str,
+                       batch_size: int = 500) -> float:
+    """Top-1 accuracy of `template.format(classname)` prompts on uint8 images (N, H, W, 3)."""
+    was_training = model.training
+    model.eval()
+    text = class_text_features(model, tokenizer, classnames, template)
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        f = torch.nn.functional.normalize(model.encode_image(to_model_input(images[i:i + batch_size], model)), dim=-1)
+        correct += int(((f @ text.T).argmax(-1) == labels[i:i + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(1, len(images))
+
+
+def fashion_mnist_clean(split: str = "test", root=None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST drawn in the pretraining style (grey on black, padded to 32 px), uint8 (N, 32, 32, 3)."""
+    from .sources import load_fashion_mnist
+
+    imgs, labels = load_fashion_mnist(split, root)
+    if limit is not None:
+        imgs, labels = imgs[:limit], labels[:limit]
+    out = np.zeros((len(imgs), 32, 32, 3), np.uint8)
+    out[:, 2:30, 2:30, :] = imgs[:, :, :, None]
+    return out, np.asarray(labels, dtype=np.int64)
+
+
+def quality_report(model, tokenizer, fashion_mnist_root=None, fast: bool = False) -> dict:
+    """The quality bars: clean Fashion-MNIST test zero-shot and each testbed's test split zero-shot.
+
+    Every number uses the dataset's templates[0] (not a pretraining caption template); the clean
+    Fashion-MNIST number is also given with the classic "a photo of a {}." for reference.
+    """
+    from ..data import testbeds
+    from .sources import FASHION_MNIST_CLASSES
+
+    stride = 10 if fast else 1
+    imgs, labels = fashion_mnist_clean("test", fashion_mnist_root)
+    imgs, labels = imgs[::stride], labels[::stride]
+    fm_template = testbeds.TEMPLATES["fashion-mnist"][0]
+    rows = {
+        "fashion-mnist-clean": {
+            "split": "t10k (pretraining style)", "n": len(imgs), "classes": 10, "template": fm_template,
+            "accuracy": zero_shot_accuracy(model, tokenizer, imgs, labels, FASHION_MNIST_CLASSES, fm_template),
+            "accuracy_photo_template": zero_shot_accuracy(model, tokenizer, imgs, labels, FASHION_MNIST_CLASSES,
+                                                          "a photo of a {}."),
+        }
+    }
+    for name in testbeds.TESTBEDS:
+        row = {}
+        for clean in (False, True):
+            ds = testbeds.build(name, fashion_mnist_root=fashion_mnist_root, clean=clean)
+            test = ds.test[::stride]
+            keys = np.array([d.key for d in test])
+            acc = zero_shot_accuracy(model, tokenizer, ds.images[keys], [d.label for d in test], ds.classnames,
+                                     ds.templates[0])
+            if clean:
+                row["accuracy_clean_style"] = acc  # same test images drawn in the pretraining style
+            else:
+                row.update({"split": "test (testbed style)", "n": len(test), "classes": ds.num_classes,
+                            "template": ds.templates[0], "accuracy": acc, "chance": 1.0 / ds.num_classes})
+        rows[name] = row
+    return rows

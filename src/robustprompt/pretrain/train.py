@@ -1,0 +1,260 @@
+"""CLIP contrastive pretraining: AdamW + warm-up + cosine, checkpoints in safetensors + JSON, exact resume.
+
+Stage 1 runs `steps` steps on the mixed stream; stage 2 (`stage2_steps`, a second warm-up + cosine)
+adds groups of images that differ only in shape to every batch, since colour, size and position alone
+separate most in-batch pairs and the model otherwise barely reads shape.
+
+Layout of an output directory:
+  checkpoint.safetensors   model weights (fp32) and AdamW state, written every `checkpoint_every` steps
+  checkpoint.json          step, config, elapsed wall time, recent losses
+  log.txt                  one line per `log_every` steps
+  <model>.safetensors      final fp16 export of model.state_dict() (open_clip keys)
+  <model>.json             its metadata: config, seed, command, steps, wall time, data sources, quality
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from .config import PretrainConfig
+from .evaluate import to_model_input
+from .generator import Mix, PretrainStream
+from .model import create_model, export_weights, get_tokenizer, model_config
+
+CKPT = "checkpoint.safetensors"
+CKPT_META = "checkpoint.json"
+
+
+def lr_at(cfg: PretrainConfig, step: int) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio at cfg.steps; stage 2 (if
+    any) repeats that shape with stage2_lr over stage2_steps."""
+    if step >= cfg.steps:
+        s2 = step - cfg.steps
+        if s2 < cfg.stage2_warmup_steps:
+            return cfg.stage2_lr * (s2 + 1) / cfg.stage2_warmup_steps
+        t = (s2 - cfg.stage2_warmup_steps) / max(1, cfg.stage2_steps - cfg.stage2_warmup_steps)
+        lo = cfg.stage2_lr * cfg.min_lr_ratio
+        return lo + 0.5 * (cfg.stage2_lr - lo) * (1 + math.cos(math.pi * min(1.0, t)))
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    lo = cfg.lr * cfg.min_lr_ratio
+    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _no_decay(name: str, p: torch.Tensor) -> bool:
+    # open_clip's rule: no weight decay on gains, biases, norms, the logit scale
+    return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if _no_decay(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not _no_decay(n, p)], "weight_decay": cfg.weight_decay},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of CLIP (the maths of open_clip's ClipLoss on one process)."""
+    logits = logit_scale * image_features @ text_features.T
+    labels = torch.arange(logits.shape[0])
+    return 0.5 * (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels))
+
+
+class Tokens:
+    """Tokenizer with a cache (captions repeat)."""
+
+    def __init__(self, model_name: str):
+        self.tok = get_tokenizer(model_name)
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        missing = [c for c in dict.fromkeys(captions) if c not in self.cache]
+        if missing:
+            for c, row in zip(missing, self.tok(missing)):
+                self.cache[c] = row
+            if len(self.cache) > 200_000:
+                self.cache.clear()
+        return torch.stack([self.cache[c] for c in captions])
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(out: Path, model, opt, cfg: PretrainConfig, step: int, elapsed: float, losses: list[float]) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if not st:
+                continue
+            n = names[id(p)]
+            for k, v in st.items():
+                tensors[f"optim.{n}.{k}"] = torch.as_tensor(v).detach().clone().contiguous()
+    tmp = out / (CKPT + ".tmp")
+    save_file(tensors, str(tmp))
+    meta = {"step": step, "config": cfg.to_dict(), "elapsed_s": elapsed, "recent_losses": losses[-50:]}
+    tmp_meta = out / (CKPT_META + ".tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(out / CKPT)
+    tmp_meta.replace(out / CKPT_META)
+
+
+def load_checkpoint(out: Path, model, opt, cfg: PretrainConfig) -> tuple[int, float, list[float]]:
+    from safetensors.torch import load_file
+
+    meta_path, path = out / CKPT_META, out / CKPT
+    if not meta_path.is_file() or not path.is_file():
+        raise CheckpointError(f"no checkpoint to resume in {out} (expected {CKPT} and {CKPT_META})")
+    try:
+        meta = json.loads(meta_path.read_text())
+        tensors = load_file(str(path))
+    except Exception as e:
+        raise CheckpointError(f"checkpoint in {out} does not read: {str(e).splitlines()[0]}") from None
+    if meta.get("config") != cfg.to_dict():
+        saved = meta.get("config") or {}
+        diff = sorted(k for k in set(saved) | set(cfg.to_dict()) if saved.get(k) != cfg.to_dict().get(k))
+        raise CheckpointError(f"checkpoint in {out} was made with another config (differs in: {', '.join(diff)})")
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint in {out} is for another architecture: {str(e).splitlines()[0]}") from None
+    for n, p in model.named_parameters():
+        prefix = f"optim.{n}."
+        st = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if st:
+            opt.state[p] = st
+    return int(meta["step"]), float(meta.get("elapsed_s", 0.0)), list(meta.get("recent_losses", []))
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_sources(cfg: PretrainConfig, fashion_mnist_root=None) -> dict:
+    from .sources import fashion_mnist_dir, font_paths
+
+    src: dict = {"generator": "robustprompt.pretrain.generator (shapes x colours x patterns x sizes x positions, "
+                              "two-object scenes, letters and digits)"}
+    if cfg.fashion > 0:
+        d = fashion_mnist_dir(fashion_mnist_root)
+        files = {}
+        for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+            p = d / f"{stem}.gz" if (d / f"{stem}.gz").is_file() else d / stem
+            files[p.name] = _sha256(p)
+        src["fashion_mnist"] = {"dir": str(d), "split": "train (60000 images; t10k never used)", "sha256": files,
+                                "package": "Debian dataset-fashion-mnist"}
+    src["fonts"] = [str(p) for p in font_paths()]
+    return src
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fashion_mnist_root=None,
+             progress: bool = True, export: bool = True, evaluate: bool = True, command: str | None = None,
+             max_steps_this_run: int | None = None, threads: int | None = None) -> dict:
+    """Run (or resume) pretraining into `out`; returns the metadata dict (also written next to the export)."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:  # not part of the recipe: results agree across thread counts up to float reordering
+        torch.set_num_threads(threads)
+    model = create_model(cfg.model, seed=cfg.seed)
+    model.train()
+    opt = make_optimizer(model, cfg)
+    start, elapsed, losses = 0, 0.0, []
+    if resume:
+        start, elapsed, losses = load_checkpoint(out, model, opt, cfg)
+    elif (out / CKPT).exists():
+        raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
+    stream = PretrainStream(cfg.seed, Mix(cfg.fashion, cfg.glyphs, cfg.two_objects, cfg.tint), fashion_mnist_root)
+    stream2 = PretrainStream(cfg.seed, Mix(cfg.stage2_fashion, cfg.stage2_glyphs, cfg.two_objects, cfg.tint,
+                                           hard_shapes=cfg.stage2_hard_shapes), fashion_mnist_root)
+    tokens = Tokens(cfg.model)
+    log = open(out / "log.txt", "a")
+    total = cfg.total_steps
+    end = total if max_steps_this_run is None else min(total, start + max_steps_this_run)
+    t0 = time.time() - elapsed
+    bar = tqdm(range(start, end), initial=start, total=total, disable=not progress, desc="pretrain",
+               dynamic_ncols=True, mininterval=2.0)
+    step = start
+    for step in bar:
+        lr = lr_at(cfg, step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        images, caps = (stream if step < cfg.steps else stream2).batch(step, cfg.batch_size)
+        img_f, txt_f, scale = model(to_model_input(images, model), tokens(caps))[:3]
+        loss = clip_loss(img_f, txt_f, scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step + 1 == end:
+            avg = float(np.mean(losses[-cfg.log_every:]))
+            bar.set_postfix(loss=f"{avg:.3f}", lr=f"{lr:.2e}", scale=f"{scale.item():.1f}")
+            log.write(f"step {step + 1}/{total} loss {avg:.4f} lr {lr:.3e} logit_scale {scale.item():.2f} "
+                      f"elapsed {time.time() - t0:.0f}s\n")
+            log.flush()
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
+            save_checkpoint(out, model, opt, cfg, step + 1, time.time() - t0, losses)
+    bar.close()
+    done = end if end > start else start
+    wall = time.time() - t0
+    meta = {
+        "architecture": cfg.model,
+        "architecture_config": model_config(cfg.model),
+        "params": sum(p.numel() for p in model.parameters()),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "command": command or " ".join(sys.argv),
+        "steps": done,
+        "images_seen": done * cfg.batch_size,
+        "wall_time_s": round(wall, 1),
+        "threads": torch.get_num_threads(),
+        "host": {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
+                 "cpu_count": os.cpu_count()},
+        "final_loss": float(np.mean(losses[-cfg.log_every:])) if losses else None,
+        "data_sources": data_sources(cfg, fashion_mnist_root),
+        "normalisation": {"mean": list(model.visual.image_mean or ()), "std": list(model.visual.image_std or ())},
+    }
+    if done < total:
+        return meta
+    if evaluate:
+        from .evaluate import quality_report
+
+        model.eval()
+        meta["quality"] = quality_report(model, tokens.tok, fashion_mnist_root)
+        log.write("quality " + json.dumps(meta["quality"]) + "\n")
+    log.close()
+    if export:
+        import open_clip
+
+        meta["open_clip"] = open_clip.__version__
+        export_weights(model, out / f"{cfg.model}.safetensors", meta)
+    return meta
