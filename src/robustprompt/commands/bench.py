@@ -38,6 +38,7 @@ def register(sub) -> None:
     p.add_argument("--noise", help=f"b2n: weak noises to evaluate (default {','.join(IMAGE_NOISES)}; 'none' for none)")
     p.add_argument("--eps", default="1/255,4/255,8/255,16/255", help="robustness: radii (L-inf)")
     p.add_argument("--pgd-steps", type=int, default=100)
+    p.add_argument("--pgd-n-max", type=int, help="PGD on a fixed seeded subset of N test images (default: all)")
     p.add_argument("--aa-steps", type=int, default=100, help="AutoAttack APGD/FAB iterations")
     p.add_argument("--aa-n-max", type=int, default=500, help="AutoAttack on a fixed seeded subset of N test images")
     p.add_argument("--no-autoattack", action="store_true")
@@ -68,7 +69,7 @@ def run(args) -> int:
         base_to_novel(pc, noises)
         tables = ["b2n", "noise"]
     else:
-        robustness(pc, _list(args.eps, []), pgd_steps=args.pgd_steps, autoattack=not args.no_autoattack,
+        robustness(pc, _list(args.eps, []), pgd_steps=args.pgd_steps, pgd_n_max=args.pgd_n_max, autoattack=not args.no_autoattack,
                    aa_steps=args.aa_steps, aa_n_max=args.aa_n_max)
         tables = ["robustness"]
     return print_report(pc.out, tables)

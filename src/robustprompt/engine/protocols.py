@@ -99,15 +99,16 @@ def base_to_novel(pc: ProtocolConfig, noises: list[str] = (), log: Callable = pr
     return paths
 
 
-def robustness(pc: ProtocolConfig, eps: list[str], *, pgd_steps: int = 100, autoattack: bool = True,
-               aa_steps: int = 100, aa_n_max: int | None = 500, log: Callable = print) -> list[Path]:
+def robustness(pc: ProtocolConfig, eps: list[str], *, pgd_steps: int = 100, pgd_n_max: int | None = None,
+               autoattack: bool = True, aa_steps: int = 100, aa_n_max: int | None = 500,
+               log: Callable = print) -> list[Path]:
     """Train on all classes (K shots); clean, PGD and AutoAttack accuracy at each eps on the test split."""
     paths = []
     for dataset in pc.datasets:
         for preset in pc.presets:
             for seed in pc.seeds:
                 path = _train_one(pc, dataset, preset, seed, "all", log)
-                specs = [EvalSpec(attack="pgd", eps=e, steps=pgd_steps) for e in eps]
+                specs = [EvalSpec(attack="pgd", eps=e, steps=pgd_steps, n_max=pgd_n_max) for e in eps]
                 if autoattack:
                     specs += [EvalSpec(attack="autoattack", eps=e, steps=aa_steps, n_max=aa_n_max) for e in eps]
                 _evaluate_missing(path, specs, pc, log)
