@@ -160,6 +160,12 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     eval_batch_size: int = 256
     grad_clip: Optional[float] = None
+    cache_image_features: Union[Literal["auto"], bool] = field(default="auto", metadata={
+        "help": "text-only methods (CoOp, KgCoOp, AdvPT): compute the frozen image tower's training features "
+                "once and reuse them every epoch. Valid only when every epoch sees the same images: "
+                "data.train_augment false and adv.enabled false. auto = cache when valid; true = cache or fail "
+                "(naming what prevents it); false = always run the image tower. Same results up to float "
+                "rounding (docs/performance.md)"})
 
     def __post_init__(self):
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

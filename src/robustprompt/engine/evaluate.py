@@ -77,8 +77,13 @@ def subset(items, n_max: int | None, seed: int):
 
 
 def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_size: int = 256,
-             device="cpu", precision: str = "fp32") -> dict:
-    """A results.json record for `spec` on the test split of `data` (a DatasetSplits)."""
+             device="cpu", precision: str = "fp32", dist=None) -> dict:
+    """A results.json record for `spec` on the test split of `data` (a DatasetSplits).
+
+    With `dist` (engine.distributed.Dist, several processes) each process evaluates every N-th test
+    image and the counts are summed: the same clean/noise accuracy as one process; attacks draw their
+    random starts per local batch, so attacked accuracy is the same attack with other random starts.
+    """
     from ..attacks.noise import ImageNoise, TextNoise, apply_image_noise, parse_noise
     from .train import autocast, progress
 
@@ -91,6 +96,8 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     with torch.no_grad(), autocast(precision, device):
         ctx = method.class_context(classnames)
     items = subset(data.test, spec.n_max, seed)
+    if dist is not None and dist.enabled:
+        items = dist.shard(items)
     noise_gen = generator(derive_seed(seed, "noise", spec.noise))
 
     def classifier(x):
@@ -119,6 +126,10 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             pred = classifier(x).argmax(-1)
         correct += (pred == y).sum().item()
         n += len(y)
+    if dist is not None and dist.enabled:
+        correct, n = (int(v) for v in dist.sum(correct, n))
+        if spec.attack == "autoattack":
+            extra = _gather_aa_reports(dist, extra)
     record = {"dataset": data.name, "split": spec.split, "metric": spec.metric, "value": correct / max(n, 1), "n": n}
     if noise is not None:
         record["noise"] = noise.name
@@ -131,6 +142,15 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
         if extra:
             record["autoattack"] = extra
     return record
+
+
+def _gather_aa_reports(dist, extra: dict) -> dict:
+    """Sum every process's AutoAttack summary into one."""
+    merged: dict = {}
+    for part in dist.gather_objects(extra):
+        if part:
+            _merge_aa_report(merged, part)
+    return merged
 
 
 def _merge_aa_report(acc: dict, report: dict) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import shutil
 import signal
 import sys
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -23,12 +24,14 @@ from ..data.base import DatasetSplits
 from ..data.transforms import eval_transform, train_transform
 from ..errors import ConfigError, RobustPromptError
 from ..methods.registry import create_method, method_config
+from . import distributed
 from .adversarial import adversarial_images
 from .checkpoint import load_training_state, save_training_state
 from .evaluate import EvalSpec, evaluate
+from .feature_cache import training_feature_dataset, use_feature_cache
 from .rundir import CHECKPOINT, RunDir
 from .schedule import build_optimizer, lr_at_epoch, set_lr
-from .seeding import derive_seed, generator, seed_everything
+from .seeding import derive_seed, seed_everything
 
 
 def versions() -> dict:
@@ -45,7 +48,8 @@ def autocast(precision: str, device: torch.device):
 
 
 def progress(iterable, **kw):
-    return tqdm(iterable, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True, **kw)
+    quiet = not sys.stderr.isatty() or os.environ.get("RANK", "0") != "0"  # one bar under torchrun: rank 0's
+    return tqdm(iterable, disable=quiet, leave=False, dynamic_ncols=True, **kw)
 
 
 class Terminated(KeyboardInterrupt):
@@ -98,8 +102,29 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str 
     """Train `cfg` into run directory `out`; with resume=True continue from its last checkpoint.
 
     `stop_after_epochs` ends the process's work early (used to test interruption and resume).
+    Under torchrun every process calls this; rank 0 alone writes `out` (engine/distributed.py).
     """
-    run = RunDir(out)
+    dist = distributed.init(device)
+    try:
+        run = RunDir(out) if dist.is_main else distributed.SilentRun(out)
+        dist.on_main(lambda: _check_run_dir(run, cfg, resume))
+        setup = setup or build(cfg, dist.device)
+        use_feature_cache(cfg, setup.method)  # cache_image_features=true that cannot hold fails before any write
+        dist.local_batch_size(cfg.train.batch_size)  # so does a global batch that does not split evenly
+        created = not run.path.exists()
+        dist.on_main(lambda: _make_run_dir(run))
+        try:
+            with sigterm_as_interrupt(), run.lock():
+                return _train_locked(run, setup, resume, stop_after_epochs, dist)
+        except BaseException:
+            if dist.is_main and created and not (run / CHECKPOINT).is_dir():
+                shutil.rmtree(run.path, ignore_errors=True)  # nothing worth keeping: no half-written run
+            raise
+    finally:
+        distributed.shutdown(dist)
+
+
+def _check_run_dir(run: RunDir, cfg: RunConfig, resume: bool) -> None:
     if resume:
         if not (run / CHECKPOINT).is_dir() and not run.complete:
             raise RobustPromptError(f"nothing to resume in {run.path} (no checkpoint)")
@@ -112,24 +137,35 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str 
     elif run.path.exists() and any(run.path.iterdir()):
         raise RobustPromptError(f"run directory {run.path} already exists and is not empty; "
                                 "use --resume to continue it or choose another --out")
-    setup = setup or build(cfg, device)
-    created = not run.path.exists()
+
+
+def _make_run_dir(run: RunDir) -> None:
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RobustPromptError(f"cannot create run directory {run.path}: {e.strerror}") from None
     if not _writable(run.path):
         raise RobustPromptError(f"run directory {run.path} is not writable")
-    try:
-        with sigterm_as_interrupt(), run.lock():
-            return _train_locked(run, setup, resume, stop_after_epochs)
-    except BaseException:
-        if created and not (run / CHECKPOINT).is_dir():
-            shutil.rmtree(run.path, ignore_errors=True)  # nothing worth keeping: no half-written run
-        raise
 
 
-def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | None) -> dict:
+def step_loss(method, cfg: RunConfig, cached: bool, x, labels) -> tuple:
+    """(loss, stats) of one training step on images `x`, or on their cached training features."""
+    device = labels.device
+    with autocast(cfg.train.precision, device):
+        ctx = method.class_context()
+    if cached:
+        with autocast(cfg.train.precision, device):
+            return method.loss_from_features(x, labels, ctx)
+    if cfg.adv.enabled:
+        adv_images = adversarial_images(method, x, labels, ctx, cfg.adv)
+        with autocast(cfg.train.precision, device):
+            return method.adversarial_loss(x, adv_images, labels, ctx, cfg.adv.loss, cfg.adv.trades_beta)
+    with autocast(cfg.train.precision, device):
+        return method.loss(x, labels, ctx)
+
+
+def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | None,
+                  dist: distributed.Dist) -> dict:
     cfg, method, device = s.cfg, s.method, s.device
     params = list(method.learnable_parameters().values())
     optimizer = build_optimizer(cfg.train, params) if params else None
@@ -152,27 +188,25 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
     end_epoch = cfg.train.epochs if stop_after_epochs is None else min(cfg.train.epochs, stop_after_epochs)
     if optimizer is None:  # nothing learns (zero-shot): record the evaluation only
         start_epoch = end_epoch = cfg.train.epochs
+    cached = start_epoch < end_epoch and use_feature_cache(cfg, method)
+    if cached:  # text-only method, same images every epoch: the frozen image side once (feature_cache.py)
+        dataset = training_feature_dataset(method, dataset, batch_size=cfg.train.eval_batch_size,
+                                           precision=cfg.train.precision, dist=dist,
+                                           num_workers=cfg.data.num_workers)
+        run.log(f"cached the training features of {len(dataset)} images ({time.time() - t0:.1f}s)")
+    runner = dist.wrap(method) if start_epoch < end_epoch else None  # DDP over the learnable parameters
+    loss_fn = functools.partial(step_loss, method, cfg, cached)
     for epoch in range(start_epoch, end_epoch):
         set_lr(optimizer, lr_at_epoch(cfg.train, epoch))
-        seed_everything(derive_seed(cfg.seed, "epoch", epoch))
-        loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True,
-                            generator=generator(derive_seed(cfg.seed, "order", epoch)),
-                            num_workers=cfg.data.num_workers, drop_last=False)
+        seed_everything(dist.rank_seed(derive_seed(cfg.seed, "epoch", epoch)))
+        loader = dist.loader(dataset, cfg.train.batch_size, derive_seed(cfg.seed, "order", epoch),
+                             num_workers=0 if cached else cfg.data.num_workers)
         method.train()
         total, count = 0.0, 0
         bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}")
-        for images, labels in bar:
-            images, labels = images.to(device), labels.to(device)
-            with autocast(cfg.train.precision, device):
-                ctx = method.class_context()
-            if cfg.adv.enabled:
-                adv_images = adversarial_images(method, images, labels, ctx, cfg.adv)
-                with autocast(cfg.train.precision, device):
-                    loss, stats = method.adversarial_loss(images, adv_images, labels, ctx, cfg.adv.loss,
-                                                          cfg.adv.trades_beta)
-            else:
-                with autocast(cfg.train.precision, device):
-                    loss, stats = method.loss(images, labels, ctx)
+        for inputs, labels in bar:
+            inputs, labels = inputs.to(device), labels.to(device)
+            loss, stats = runner(loss_fn, inputs, labels)
             if not torch.isfinite(loss):
                 raise RobustPromptError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
             optimizer.zero_grad(set_to_none=True)
@@ -183,9 +217,11 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
             total += loss.item() * len(labels)
             count += len(labels)
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        total, count = dist.sum(total, count)  # the epoch's mean loss over every process's images
         last_loss = total / max(count, 1)
-        save_training_state(run / CHECKPOINT, epoch + 1, method.learnable_state(), optimizer,
-                            {"method": cfg.method})
+        if dist.is_main:
+            save_training_state(run / CHECKPOINT, epoch + 1, method.learnable_state(), optimizer,
+                                {"method": cfg.method})
         run.log(f"epoch {epoch + 1}/{cfg.train.epochs} lr {optimizer.param_groups[0]['lr']:.3g} "
                 f"loss {last_loss:.4f}")
     if end_epoch < cfg.train.epochs:
@@ -193,7 +229,8 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
 
     save_prompt(run, s)
     record = evaluate(method, s.data, EvalSpec(split=cfg.data.split), seed=cfg.seed,
-                      batch_size=cfg.train.eval_batch_size, device=device, precision=cfg.train.precision)
+                      batch_size=cfg.train.eval_batch_size, device=device, precision=cfg.train.precision,
+                      dist=dist)
     record["dataset"] = cfg.data.dataset
     results = run.add_records(run_header(s, train={"epochs": cfg.train.epochs, "final_loss": last_loss,
                                                    "wall_s_last_session": round(time.time() - t0, 2)}), [record])
