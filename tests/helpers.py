@@ -26,3 +26,18 @@ def make_imagefolder(root: Path, n_per_class: int = 20, size: int = 16, classes=
 
 TINY_ARGS = ["--model", "robustprompt-test", "--pretrained", "random", "--epochs", "2", "--batch-size", "8",
              "--shots", "4", "--split", "all", "--set", "method_cfg.n_ctx=4", "--set", "train.eval_batch_size=16"]
+
+
+def fails(capsys, argv, expect: str) -> None:
+    """`robustprompt ARGV` exits 2 with exactly one stderr line that starts with the error prefix and names `expect`."""
+    from robustprompt.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert err[0].startswith("robustprompt: error:") and expect in err[0], err[0]

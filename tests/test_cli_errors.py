@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from robustprompt.cli import main
 
-from helpers import TINY_ARGS, make_imagefolder
+from helpers import TINY_ARGS, make_imagefolder, fails
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +20,6 @@ def trained_run(tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "coop"
     assert main(["train", "--dataset", "imagefolder", "--data-root", str(tree), "--out", str(out), *TINY_ARGS]) == 0
     return out
-
-
-def _fails(capsys, argv, expect: str):
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1, err
-    assert err[0].startswith("robustprompt: error:") and expect in err[0], err[0]
 
 
 def _train(tree, out, *extra):
@@ -51,19 +42,19 @@ def _train(tree, out, *extra):
 ])
 def test_bad_config_fails_before_writing(tree, tmp_path, capsys, extra, expect):
     out = tmp_path / "run"
-    _fails(capsys, _train(tree, out, *extra), expect)
+    fails(capsys, _train(tree, out, *extra), expect)
     assert not out.exists()
 
 
 def test_malformed_yaml_preset(tree, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {lr: [unclosed\n")
-    _fails(capsys, _train(tree, tmp_path / "run", "--preset", str(bad)), "malformed YAML")
+    fails(capsys, _train(tree, tmp_path / "run", "--preset", str(bad)), "malformed YAML")
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_root(tmp_path, capsys):
-    _fails(capsys, _train(tmp_path / "nowhere", tmp_path / "run"), "does not exist")
+    fails(capsys, _train(tmp_path / "nowhere", tmp_path / "run"), "does not exist")
     assert not (tmp_path / "run").exists()
 
 
@@ -73,7 +64,7 @@ def test_empty_class_folder(tree, tmp_path, capsys):
     t = tmp_path / "t"
     shutil.copytree(tree, t)
     (t / "purple").mkdir()
-    _fails(capsys, _train(t, tmp_path / "run"), "purple")
+    fails(capsys, _train(t, tmp_path / "run"), "purple")
     assert not (tmp_path / "run").exists()
 
 
@@ -84,18 +75,18 @@ def test_corrupt_image_mid_training_leaves_nothing(tree, tmp_path, capsys):
     shutil.copytree(tree, t)
     for p in (t / "red").glob("*.png"):
         p.write_bytes(b"not a png at all")
-    _fails(capsys, _train(t, tmp_path / "run"), "does not decode")
+    fails(capsys, _train(t, tmp_path / "run"), "does not decode")
     assert not (tmp_path / "run").exists()
 
 
 def test_existing_run_dir_is_not_overwritten(tree, trained_run, capsys):
     before = (trained_run / "results.json").read_text()
-    _fails(capsys, _train(tree, trained_run), "already exists")
+    fails(capsys, _train(tree, trained_run), "already exists")
     assert (trained_run / "results.json").read_text() == before
 
 
 def test_eval_missing_run(tmp_path, capsys):
-    _fails(capsys, ["eval", str(tmp_path / "none")], "run directory not found")
+    fails(capsys, ["eval", str(tmp_path / "none")], "run directory not found")
 
 
 def _copy_run(src, dst):
@@ -109,7 +100,7 @@ def test_eval_truncated_checkpoint(trained_run, tmp_path, capsys):
     run = _copy_run(trained_run, tmp_path / "r")
     data = (run / "prompt.safetensors").read_bytes()
     (run / "prompt.safetensors").write_bytes(data[: len(data) // 2])
-    _fails(capsys, ["eval", str(run)], "not a readable safetensors file")
+    fails(capsys, ["eval", str(run)], "not a readable safetensors file")
 
 
 def test_eval_checkpoint_from_another_backbone(trained_run, tmp_path, capsys):
@@ -123,7 +114,7 @@ def test_eval_checkpoint_from_another_backbone(trained_run, tmp_path, capsys):
     backbone["model"], backbone["vision_width"] = "ViT-B-16", 768
     meta["backbone"] = json.dumps(backbone)
     save_file(load_file(path), path, metadata=meta)
-    _fails(capsys, ["eval", str(run)], "trained on another backbone")
+    fails(capsys, ["eval", str(run)], "trained on another backbone")
 
 
 def test_eval_checkpoint_from_another_method(trained_run, tmp_path, capsys):
@@ -131,7 +122,7 @@ def test_eval_checkpoint_from_another_method(trained_run, tmp_path, capsys):
     cfg = (run / "config.yaml").read_text().replace("method: coop", "method: zeroshot")
     cfg = cfg.replace("method_cfg:\n  n_ctx: 16\n  ctx_init: ''\n  class_specific: false\n", "method_cfg: {}\n")
     (run / "config.yaml").write_text(cfg)
-    _fails(capsys, ["eval", str(run)], "holds a 'coop' prompt")
+    fails(capsys, ["eval", str(run)], "holds a 'coop' prompt")
 
 
 def test_eval_checkpoint_with_wrong_shapes(trained_run, tmp_path, capsys):
@@ -144,11 +135,11 @@ def test_eval_checkpoint_with_wrong_shapes(trained_run, tmp_path, capsys):
     tensors = load_file(path)
     tensors["prompt.ctx"] = tensors["prompt.ctx"][:2].contiguous()
     save_file(tensors, path, metadata=meta)
-    _fails(capsys, ["eval", str(run)], "prompt.ctx has shape")
+    fails(capsys, ["eval", str(run)], "prompt.ctx has shape")
 
 
 def test_resume_without_checkpoint(tmp_path, capsys, tree):
-    _fails(capsys, _train(tree, tmp_path / "none", "--resume"), "nothing to resume")
+    fails(capsys, _train(tree, tmp_path / "none", "--resume"), "nothing to resume")
 
 
 def test_help_explains(capsys):
@@ -171,5 +162,5 @@ def test_list_methods_models_datasets(capsys):
 
 
 def test_context_longer_than_text_tower(tree, tmp_path, capsys):
-    _fails(capsys, _train(tree, tmp_path / "run", "--set", "method_cfg.n_ctx=16"), "does not fit the text context")
+    fails(capsys, _train(tree, tmp_path / "run", "--set", "method_cfg.n_ctx=16"), "does not fit the text context")
     assert not (tmp_path / "run").exists()

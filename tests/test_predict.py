@@ -12,7 +12,7 @@ import robustprompt
 from robustprompt.cli import main
 from robustprompt.inference import Predictor
 
-from helpers import TINY_ARGS, make_imagefolder
+from helpers import TINY_ARGS, make_imagefolder, fails
 
 
 @pytest.fixture(scope="module")
@@ -102,45 +102,33 @@ def test_class_features_are_computed_once(run, images):
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2, nothing written
-def _fails(capsys, argv, expect: str):
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's own usage errors
-        code = e.code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1, err
-    assert err[0].startswith("robustprompt: error:") and expect in err[0], err[0]
-
-
 def test_duplicate_class_names(run, images, capsys):
-    _fails(capsys, ["predict", str(run), str(images[0]), "--classes", "red,green,red"], "duplicate class name 'red'")
-    _fails(capsys, ["predict", str(run), str(images[0]), "--classes", "Red,green, red"],
+    fails(capsys, ["predict", str(run), str(images[0]), "--classes", "red,green,red"], "duplicate class name 'red'")
+    fails(capsys, ["predict", str(run), str(images[0]), "--classes", "Red,green, red"],
            "duplicate class name 'Red' and 'red'")
 
 
 def test_empty_class_name(run, images, capsys):
-    _fails(capsys, ["predict", str(run), str(images[0]), "--classes", "red,,green"], "empty class name")
+    fails(capsys, ["predict", str(run), str(images[0]), "--classes", "red,,green"], "empty class name")
 
 
 def test_missing_image(run, images, tmp_path, capsys):
     missing = tmp_path / "nope.png"
-    _fails(capsys, ["predict", str(run), str(images[0]), str(missing)], f"image not found: {missing}")
+    fails(capsys, ["predict", str(run), str(images[0]), str(missing)], f"image not found: {missing}")
 
 
 def test_corrupt_image(run, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"truncated")
-    _fails(capsys, ["predict", str(run), str(bad)], f"image does not decode: {bad}")
-    _fails(capsys, ["predict", str(run), str(tmp_path)], "not an image file")
+    fails(capsys, ["predict", str(run), str(bad)], f"image does not decode: {bad}")
+    fails(capsys, ["predict", str(run), str(tmp_path)], "not an image file")
 
 
 def test_predict_on_a_folder_that_is_not_a_run(tmp_path, images, capsys):
-    _fails(capsys, ["predict", str(tmp_path), str(images[0])], "not a run directory")
+    fails(capsys, ["predict", str(tmp_path), str(images[0])], "not a run directory")
 
 
 def test_top_k_must_be_positive(run, images, capsys):
-    _fails(capsys, ["predict", str(run), str(images[0]), "--top-k", "0"], "expected a positive integer")
+    fails(capsys, ["predict", str(run), str(images[0]), "--top-k", "0"], "expected a positive integer")
     with pytest.raises(robustprompt.errors.ConfigError, match="top_k"):
         robustprompt.predict(run, images, top_k=0)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from robustprompt.cli import build_parser, main
 
-from helpers import TINY_ARGS, make_imagefolder
+from helpers import TINY_ARGS, make_imagefolder, fails
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustprompt"
 EPOCHS = "8"  # long enough (seconds) to be killed between checkpoints, short enough for CI
@@ -113,8 +113,8 @@ def test_lock_stops_a_second_process(reference, tmp_path, capsys):
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = (run / "results.json").read_text()
-        _fails(capsys, ["eval", str(run), "--split", "all"], "another robustprompt process is writing")
-        _fails(capsys, ["train", "--out", str(run), "--resume"], "another robustprompt process is writing")
+        fails(capsys, ["eval", str(run), "--split", "all"], "another robustprompt process is writing")
+        fails(capsys, ["train", "--out", str(run), "--resume"], "another robustprompt process is writing")
         assert (run / "results.json").read_text() == before
     finally:
         holder.kill()
@@ -167,18 +167,6 @@ def test_nothing_is_unpickled():
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2, nothing written
-def _fails(capsys, argv, expect: str):
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's own usage errors
-        code = e.code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1, err
-    assert err[0].startswith("robustprompt: error:") and expect in err[0], err[0]
-
-
 def _train(tree, out, *extra):
     return ["train", "--dataset", "imagefolder", "--data-root", str(tree), "--out", str(out), *TINY_ARGS, *extra]
 
@@ -194,7 +182,7 @@ def _train(tree, out, *extra):
 def test_nan_and_negative_values_in_a_yaml_preset(tree, tmp_path, capsys, yaml_text, expect):
     preset = tmp_path / "preset.yaml"
     preset.write_text("method: coop\n" + yaml_text if not yaml_text.startswith("-") else yaml_text)
-    _fails(capsys, _train(tree, tmp_path / "run", "--preset", str(preset)), expect)
+    fails(capsys, _train(tree, tmp_path / "run", "--preset", str(preset)), expect)
     assert not (tmp_path / "run").exists()
 
 
@@ -207,16 +195,16 @@ def test_nan_and_negative_values_in_a_yaml_preset(tree, tmp_path, capsys, yaml_t
     ("train.grad_clip=abc", "train.grad_clip: expected a number"),
 ])
 def test_wrong_types_in_set(tree, tmp_path, capsys, override, expect):
-    _fails(capsys, _train(tree, tmp_path / "run", "--set", override), expect)
+    fails(capsys, _train(tree, tmp_path / "run", "--set", override), expect)
     assert not (tmp_path / "run").exists()
 
 
 def test_unwritable_output_directory(tree, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("keep me")
-    _fails(capsys, _train(tree, "/dev/null/run"), "cannot create run directory /dev/null/run")
-    _fails(capsys, _train(tree, afile / "run"), "cannot create run directory")
-    _fails(capsys, _train(tree, afile), "a file of that name exists")
+    fails(capsys, _train(tree, "/dev/null/run"), "cannot create run directory /dev/null/run")
+    fails(capsys, _train(tree, afile / "run"), "cannot create run directory")
+    fails(capsys, _train(tree, afile), "a file of that name exists")
     assert afile.read_text() == "keep me"
 
 
@@ -224,7 +212,7 @@ def test_resume_with_another_config(reference, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    _fails(capsys, ["train", "--out", str(run), "--resume", "--set", "train.lr=0.5"],
+    fails(capsys, ["train", "--out", str(run), "--resume", "--set", "train.lr=0.5"],
            "--resume with a config that differs from the run's")
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
@@ -240,5 +228,5 @@ def test_eps_out_of_range(reference, tmp_path, capsys, eps):
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     before = (run / "results.json").read_text()
-    _fails(capsys, ["eval", str(run), "--attack", "pgd", f"--eps={eps}"], "eps")
+    fails(capsys, ["eval", str(run), "--attack", "pgd", f"--eps={eps}"], "eps")
     assert (run / "results.json").read_text() == before

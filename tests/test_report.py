@@ -13,7 +13,7 @@ import pytest
 from robustprompt.cli import main
 from robustprompt.report import build_report
 
-from helpers import TINY_ARGS, make_imagefolder
+from helpers import TINY_ARGS, make_imagefolder, fails
 
 
 def rec(dataset, split, metric, value, **kw):
@@ -192,28 +192,16 @@ def test_html_report_renders_in_headless_chromium(runs, tmp_path):
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2, nothing written
-def _fails(capsys, argv, expect: str):
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's own usage errors
-        code = e.code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1, err
-    assert err[0].startswith("robustprompt: error:") and expect in err[0], err[0]
-
-
 def test_report_over_a_folder_with_no_runs(tmp_path, capsys):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    _fails(capsys, ["report", str(tmp_path / "empty"), "--out", str(tmp_path / "out")], "no run directories")
+    fails(capsys, ["report", str(tmp_path / "empty"), "--out", str(tmp_path / "out")], "no run directories")
     assert not (tmp_path / "out").exists()
 
 
 def test_report_results_json_not_json(runs, tmp_path, capsys):
     bad = runs / "coop-dsA-s2" / "results.json"
     bad.write_text('{"schema_version": 1, "evaluations": [')
-    _fails(capsys, ["report", str(runs), "--out", str(tmp_path / "out")], f"{bad} is not valid JSON")
+    fails(capsys, ["report", str(runs), "--out", str(tmp_path / "out")], f"{bad} is not valid JSON")
     assert not (tmp_path / "out").exists()
 
 
@@ -222,18 +210,18 @@ def test_report_record_with_an_impossible_accuracy(runs, tmp_path, capsys):
     data = json.loads(path.read_text())
     data["evaluations"][0]["value"] = 87.5  # a percentage where a fraction belongs
     path.write_text(json.dumps(data))
-    _fails(capsys, ["report", str(runs), "--out", str(tmp_path / "out")], "expected an accuracy in [0, 1]")
+    fails(capsys, ["report", str(runs), "--out", str(tmp_path / "out")], "expected an accuracy in [0, 1]")
     assert not (tmp_path / "out").exists()
 
 
 def test_report_unwritable_output_folder(runs, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    _fails(capsys, ["report", str(runs), "--out", str(afile / "report")], "is not a directory")
-    _fails(capsys, ["report", str(runs), "--out", "/dev/null/report"], "is not a directory")
+    fails(capsys, ["report", str(runs), "--out", str(afile / "report")], "is not a directory")
+    fails(capsys, ["report", str(runs), "--out", "/dev/null/report"], "is not a directory")
     assert afile.read_text() == "x"
 
 
 def test_report_missing_folder_and_unknown_table(tmp_path, capsys):
-    _fails(capsys, ["report", str(tmp_path / "nowhere")], "path not found")
-    _fails(capsys, ["report", str(tmp_path), "--table", "nope"], "invalid choice: 'nope'")
+    fails(capsys, ["report", str(tmp_path / "nowhere")], "path not found")
+    fails(capsys, ["report", str(tmp_path), "--table", "nope"], "invalid choice: 'nope'")
