@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
 import torch
 
 from .errors import ConfigError, DataError
 
-ImageLike = Union[str, Path, "PIL.Image.Image"]  # noqa: F821
+if TYPE_CHECKING:
+    import PIL.Image
+
+ImageLike = Union[str, Path, "PIL.Image.Image"]
 
 
 def parse_classes(classes: str | Iterable[str]) -> list[str]:

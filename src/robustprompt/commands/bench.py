@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_device, formatter
+from ._common import add_device, formatter, split_list
 
 B2N_PRESETS = ["zeroshot", "coop", "kgcoop", "ivlp", "maple", "anprompt"]
 ROBUST_PRESETS = ["zeroshot", "coop", "advpt", "advivlp", "advmaple", "naptuning"]
@@ -48,28 +48,24 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _list(value, default):
-    return [v.strip() for v in value.split(",") if v.strip()] if value else list(default)
-
-
 def run(args) -> int:
     from ..engine.protocols import ProtocolConfig, base_to_novel, robustness
     from ..errors import ConfigError
 
     try:
-        seeds = [int(s) for s in _list(args.seeds, [])]
+        seeds = [int(s) for s in split_list(args.seeds, [])]
     except ValueError:
         raise ConfigError(f"--seeds must be integers, got {args.seeds!r}") from None
-    presets = _list(args.methods, B2N_PRESETS if args.protocol == "b2n" else ROBUST_PRESETS)
-    pc = ProtocolConfig(presets=presets, datasets=_list(args.datasets, TESTBEDS), seeds=seeds,
+    presets = split_list(args.methods, B2N_PRESETS if args.protocol == "b2n" else ROBUST_PRESETS)
+    pc = ProtocolConfig(presets=presets, datasets=split_list(args.datasets, TESTBEDS), seeds=seeds,
                         out=Path(args.out or f"runs/bench-{args.protocol}"), shots=args.shots, root=args.data_root,
                         model=args.model, pretrained=args.pretrained, overrides=args.set, device=args.device)
     if args.protocol == "b2n":
-        noises = [] if args.noise == "none" else _list(args.noise, IMAGE_NOISES)
+        noises = [] if args.noise == "none" else split_list(args.noise, IMAGE_NOISES)
         base_to_novel(pc, noises)
         tables = ["b2n", "noise"]
     else:
-        robustness(pc, _list(args.eps, []), pgd_steps=args.pgd_steps, pgd_n_max=args.pgd_n_max, autoattack=not args.no_autoattack,
+        robustness(pc, split_list(args.eps, []), pgd_steps=args.pgd_steps, pgd_n_max=args.pgd_n_max, autoattack=not args.no_autoattack,
                    aa_steps=args.aa_steps, aa_n_max=args.aa_n_max)
         tables = ["robustness"]
     return print_report(pc.out, tables)

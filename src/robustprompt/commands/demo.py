@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_device, formatter
+from ._common import add_device, formatter, split_list
 
 DEMO_DATASETS = ["fashion-mnist"]
 DEMO_NOISES = ["gaussian:0.05", "typo:0.1"]
@@ -37,11 +37,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..config import list_presets
     from ..engine.protocols import ProtocolConfig, base_to_novel
-    from .bench import B2N_PRESETS, _list, print_report
+    from .bench import B2N_PRESETS, print_report
 
-    presets = _list(args.methods, [p for p in B2N_PRESETS if p in list_presets()])
-    pc = ProtocolConfig(presets=presets, datasets=_list(args.datasets, DEMO_DATASETS),
-                        seeds=[int(s) for s in _list(args.seeds, ["1"])], out=Path(args.out), device=args.device)
+    presets = split_list(args.methods, [p for p in B2N_PRESETS if p in list_presets()])
+    pc = ProtocolConfig(presets=presets, datasets=split_list(args.datasets, DEMO_DATASETS),
+                        seeds=[int(s) for s in split_list(args.seeds, ["1"])], out=Path(args.out), device=args.device)
     print(f"robustprompt demo: {', '.join(presets)} on {', '.join(pc.datasets)} "
           f"(embedded model, base-to-novel, seeds {args.seeds}) -> {pc.out}")
     base_to_novel(pc, DEMO_NOISES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_device, formatter
+from ._common import add_device, formatter, split_list
 
 EXAMPLES = """examples:
   robustprompt eval runs/coop-fmnist-s1                 # the run's own test split
@@ -42,20 +42,16 @@ def specs_from_args(args) -> list:
 
     common = dict(split=args.split, dataset=args.dataset, root=args.data_root)
     specs = [EvalSpec(**common)]
-    for noise in _split(args.noise):
+    for noise in split_list(args.noise):
         specs.append(EvalSpec(**common, noise=noise))
     if args.attack:
-        eps_list = _split(args.eps)
+        eps_list = split_list(args.eps)
         if not eps_list:
             raise ConfigError("--attack needs --eps, e.g. --eps 1/255,4/255")
         specs += [EvalSpec(**common, attack=args.attack, eps=e, steps=args.steps, n_max=args.n_max) for e in eps_list]
     elif args.eps:
         raise ConfigError("--eps is given without --attack")
     return specs
-
-
-def _split(value) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def run(args) -> int:

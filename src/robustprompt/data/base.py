@@ -9,7 +9,6 @@ lives in the model, never here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -81,10 +80,3 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         d = self.items[i]
         return self.transform(load_image(d, self.images)), d.label
-
-
-def check_dir(path: str | Path, what: str = "data root") -> Path:
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise DataError(f"{what} does not exist or is not a directory: {p}")
-    return p

@@ -28,13 +28,13 @@ def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext,
     def classifier(x):
         return method(x, ctx)
 
-    loss = "ce"
     if adv.loss == "trades":  # TRADES' inner maximisation: KL to the clean prediction
         with torch.no_grad():
             p_clean = F.softmax(classifier(images).float(), dim=-1)
 
-        def loss(logits, _labels):
+        def attack_loss(logits, _labels):
             return F.kl_div(F.log_softmax(logits, dim=-1), p_clean, reduction="none").sum(-1)
-
+    else:
+        attack_loss = "ce"
     return pgd(classifier, images, labels, adv.eps, alpha=eps_value(adv.alpha), steps=adv.steps,
-               random_start=adv.random_start, loss=loss)
+               random_start=adv.random_start, loss=attack_loss)

@@ -64,19 +64,21 @@ def _train_one(pc: ProtocolConfig, dataset: str, preset: str, seed: int, split: 
 
 
 def _evaluate_missing(path: Path, specs: list[EvalSpec], pc: ProtocolConfig, log: Callable) -> None:
-    done = {record_key(r) for r in RunDir(path).read_results().get("evaluations", [])}
-    todo = [s for s in specs if _spec_key(s, path) not in done]
+    run = RunDir(path)
+    done = {record_key(r) for r in run.read_results().get("evaluations", [])}
+    data_cfg = run.read_config()["data"]
+    todo = [s for s in specs if _spec_key(s, data_cfg) not in done]
     if todo:
         log(f"evaluate {path}: {len(todo)} evaluation(s)")
         evaluate_run(path, todo, device=pc.device)
 
 
-def _spec_key(spec: EvalSpec, path: Path) -> tuple:
+def _spec_key(spec: EvalSpec, data_cfg: dict) -> tuple:
+    """The results.json key the record of `spec` will have on a run with this data config."""
     from ..attacks import parse_eps
     from ..attacks.noise import parse_noise
 
-    cfg = RunDir(path).read_config()
-    record = {"dataset": spec.dataset or cfg["data"]["dataset"], "split": spec.split or cfg["data"]["split"],
+    record = {"dataset": spec.dataset or data_cfg["dataset"], "split": spec.split or data_cfg["split"],
               "metric": spec.metric}
     if spec.attack:
         record.update(attack=spec.attack, eps=parse_eps(spec.eps)[0], steps=spec.steps)
