@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/speed.py [--models ViT-B-32,ViT-B-16,robustprompt-tiny] [--quick]
                                     [--tiny-pretrained PATH|random] [--device cpu] [--threads N]
-                                    [--profile] [--json OUT]
+                                    [--batch N] [--profile] [--json OUT]
 
 Everything is measured in this one run: each timing is the median of repeated runs after warm-up,
 and the two sides of a ratio are timed in alternation, so that load from other processes hits both
@@ -401,6 +401,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     ap.add_argument("--skip", default="", help="comma-separated rows to skip: a,b,c,d,e,f")
+    ap.add_argument("--batch", type=int, help="batch of rows a, b, e for every model (default: per model, "
+                                              "sized for a CPU)")
     ap.add_argument("--repeats", type=int, help="at least this many timings per measurement (default 5; quick 3)")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler top ops for rows a, b, e")
     ap.add_argument("--json", metavar="OUT", help="also write rows and machine info as JSON")
@@ -432,6 +434,7 @@ def main(argv=None) -> int:
 
     for name in filter(None, args.models.split(",")):
         batch, epochs, n_test = sizes.get(name, sizes["ViT-B-32"])
+        batch = args.batch or batch
         pretrained = "random"
         if name == "robustprompt-tiny":
             pretrained = args.tiny_pretrained or (None if shipped_weights(name) else "random")

@@ -63,6 +63,7 @@ def create_method(name: str, backbone, classnames: list[str], template: str, con
         raise ConfigError(f"method {name!r} needs a {entry.config_cls.__name__}, got {type(config).__name__}")
     try:
         method = entry.cls(backbone, list(classnames), template, config)
+        method.to(backbone.device)  # new parameters are made on the CPU; the backbone may be elsewhere
         with torch.no_grad():
             method.class_context()  # prompts that cannot be built fail here, not mid-training
     except ValueError as e:
