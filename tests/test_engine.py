@@ -103,6 +103,12 @@ def test_eval_noise_and_attacks_records(tree, tmp_path, capsys):
     assert pgd8["value"] <= clean and pgd8["eps_value"] == pytest.approx(8 / 255) and pgd8["steps"] == 3
     assert pgd8["implementation"]["name"] == "robustprompt.attacks"
     assert "pgd_acc eps=8/255 steps=3" in printed
+    for rec in (pgd0, pgd8):  # the attack sanity checks are recorded with every attacked evaluation
+        checks = rec["sanity"]["checks"]
+        assert checks["eps_zero_is_clean"] and checks["gradients_nonzero"] and checks["logits_not_probabilities"]
+        assert checks["square_not_better"] is None  # no AutoAttack ran
+        assert rec["sanity"]["passed"] == all(v for v in checks.values() if v is not None)
+    assert "sanity" not in by[("noise_acc", "gaussian:0.05", None)]
 
 
 def test_eval_autoattack_on_subset(tree, tmp_path):
@@ -112,6 +118,7 @@ def test_eval_autoattack_on_subset(tree, tmp_path):
     train(_cfg(tree), run)
     (rec,) = evaluate_run(run, [EvalSpec(attack="autoattack", eps="8/255", steps=3, n_max=5)], write=False)
     assert rec["n"] == 5 and rec["metric"] == "autoattack_acc" and "broken_by" in rec["autoattack"]
+    assert rec["sanity"]["n_images"] == 5 and rec["sanity"]["checks"]["square_not_better"] in (True, None)
 
 
 def test_adversarial_training_modes_run_and_resume_identically(tree, tmp_path):

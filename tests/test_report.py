@@ -225,3 +225,18 @@ def test_report_unwritable_output_folder(runs, tmp_path, capsys):
 def test_report_missing_folder_and_unknown_table(tmp_path, capsys):
     fails(capsys, ["report", str(tmp_path / "nowhere")], "path not found")
     fails(capsys, ["report", str(tmp_path), "--table", "nope"], "invalid choice: 'nope'")
+
+
+def test_robustness_note_summarises_the_attack_sanity_checks(tmp_path):
+    ok = {"passed": True, "checks": {"gradients_nonzero": True, "monotone_in_steps": True, "square_not_better": None}}
+    bad = {"passed": False, "checks": {"gradients_nonzero": True, "monotone_in_steps": False,
+                                       "square_not_better": True}}
+    write_run(tmp_path, "coop", "dsA", 1, [rec("dsA", "all", "clean_acc", 0.8), {**pgd("dsA", "all", 0.5), "sanity": ok}])
+    write_run(tmp_path, "coop", "dsA", 2, [rec("dsA", "all", "clean_acc", 0.8),
+                                           {**pgd("dsA", "all", 0.4, eps="4/255"), "sanity": bad}])
+    note = build_report([tmp_path], out=tmp_path / "rep").tables["robustness"].note
+    assert "2 evaluations checked" in note
+    assert "monotone_in_steps failed in 1 (coop seed 2 PGD 4/255)" in note
+    write_run(tmp_path / "clean", "coop", "dsA", 1, [rec("dsA", "all", "clean_acc", 0.8),
+                                                     {**pgd("dsA", "all", 0.5), "sanity": ok}])
+    assert "1 evaluations checked, all passed." in build_report([tmp_path / "clean"], out=tmp_path / "rep2").tables["robustness"].note

@@ -105,11 +105,14 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
 
     correct = n = 0
     extra: dict = {}
+    sanity = None
     loader = eval_loader(items, data.images, method.backbone.image_size, batch_size)
     for i, (x, y) in enumerate(progress(loader, desc=spec.metric)):
         x, y = x.to(device), y.to(device)
         if isinstance(noise, ImageNoise):
             x = apply_image_noise(x, noise, generator=noise_gen)
+        x_clean = x
+        aa_report = None
         if spec.attack == "pgd":
             from ..attacks import pgd
 
@@ -121,7 +124,10 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
 
             result = autoattack(classifier, x, y, spec.eps, n_iter=spec.steps, seed=derive_seed(seed, "aa", i))
             x = result.adv
+            aa_report = result.report
             _merge_aa_report(extra, result.report)
+        if spec.attack and i == 0:
+            sanity = _sanity(classifier, x_clean, y, spec.eps, aa_report, seed)
         with torch.no_grad(), autocast(precision if spec.attack is None else "fp32", device):
             pred = classifier(x).argmax(-1)
         correct += (pred == y).sum().item()
@@ -141,7 +147,24 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
                        "norm": "Linf", "implementation": IMPLEMENTATION})
         if extra:
             record["autoattack"] = extra
+        if sanity is not None:
+            record["sanity"] = sanity
     return record
+
+
+SANITY_IMAGES = 32
+
+
+def _sanity(classifier, x, y, eps, aa_report, seed: int) -> dict:
+    """The attack sanity checks (attacks.sanity_checks: logits, determinism, non-zero gradients, eps 0 =
+    clean, accuracy non-increasing in eps and in steps with PGD-10, Square not better than the white-box
+    attacks) on the first SANITY_IMAGES images of the first batch."""
+    from ..attacks import sanity_checks
+
+    n = min(SANITY_IMAGES, len(y))
+    rep = sanity_checks(classifier, x[:n], y[:n], eps, steps=10, autoattack_report=aa_report,
+                        seed=derive_seed(seed, "sanity"))
+    return {"passed": rep["passed"], "checks": rep["checks"], "n_images": n, "details": rep["details"]}
 
 
 def _gather_aa_reports(dist, extra: dict) -> dict:

@@ -253,7 +253,33 @@ def robustness_table(runs: list[Run]) -> Table:
     note = ("Robust accuracy under each attack and radius eps (on [0, 1] pixels), next to the clean accuracy of "
             "the same runs on the same classes. Steps are part of the column (PGD-100 and PGD-10 are different "
             "protocols).")
-    return _finish(table, rows, note)
+    return _finish(table, rows, " ".join(x for x in (note, sanity_summary(runs)) if x))
+
+
+def sanity_summary(runs: list[Run]) -> str:
+    """One sentence on the attack sanity checks recorded with the attacked evaluations (record["sanity"])."""
+    total = 0
+    failed: dict[str, list[str]] = {}
+    for run in runs:
+        for r in run.evaluations:
+            checks = (r.get("sanity") or {}).get("checks")
+            if not r.get("attack") or not checks:
+                continue
+            total += 1
+            for name, ok in checks.items():
+                if ok is False:
+                    where = f"{run.protocol.method} seed {run.seed} {ATTACK_NAMES.get(r['attack'], r['attack'])} {r.get('eps')}"
+                    failed.setdefault(name, []).append(where)
+    if not total:
+        return ""
+    text = (f"Sanity checks (logits not probabilities, deterministic, non-zero gradients, eps 0 gives clean "
+            f"accuracy, PGD-10 accuracy non-increasing in eps and in steps, Square not better than the white-box "
+            f"attacks; on the first test images of each attacked evaluation): {total} evaluations checked, ")
+    if not failed:
+        return text + "all passed."
+    parts = [f"{name} failed in {len(w)} ({'; '.join(w[:3])}{'; ...' if len(w) > 3 else ''})"
+             for name, w in sorted(failed.items())]
+    return text + ", ".join(parts) + "."
 
 
 SPLIT_ORDER = {"base": 0, "novel": 1, "all": 2}
