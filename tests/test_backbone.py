@@ -194,3 +194,46 @@ def test_openai_tag_sets_quick_gelu():
 
     assert _tag_quick_gelu("ViT-B-16", "openai") is True
     assert _tag_quick_gelu("ViT-B-16", "laion2b_s34b_b88k") is False
+
+
+@pytest.mark.parametrize("name", ["robustprompt-test", "ViT-B-32"])
+def test_contiguous_block_computes_open_clips_block(name, monkeypatch):
+    """The CPU bf16 path (backbone.clip.block_contiguous) is open_clip's block: in fp32 it matches it
+    to float rounding, forward and backward, with and without the causal mask; under CPU bf16 autocast
+    the towers take it and agree with open_clip's own block path at bf16 precision."""
+    from robustprompt.backbone import clip as clipmod
+
+    bb = load_backbone(name, "random")
+    g = torch.Generator().manual_seed(0)
+    for blocks, mask in ((bb.visual.transformer.resblocks, None),
+                         (bb.clip.transformer.resblocks, clipmod.causal_mask(9, torch.device("cpu")))):
+        block = blocks[0]
+        assert clipmod._contiguous_ok(block)
+        x = torch.randn(3, 9, block.ln_1.normalized_shape[0], generator=g, requires_grad=True)
+        ref = block(x, attn_mask=mask)
+        (gref,) = torch.autograd.grad(ref.square().sum(), x)
+        out = clipmod.block_contiguous(block, x, mask)
+        (gout,) = torch.autograd.grad(out.square().sum(), x)
+        assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+        assert torch.allclose(gout, gref, atol=1e-4, rtol=1e-4)
+
+    images = torch.rand(2, 3, bb.image_size, bb.image_size, generator=g)
+    ids = bb.tokenize(["a photo of a cat.", "a dog"])
+
+    def features():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return bb.encode_image(images), bb.text(bb.embed_tokens(ids), bb.eot_index(ids)).features
+
+    calls = []
+    contiguous = clipmod.block_contiguous
+    monkeypatch.setattr(clipmod, "block_contiguous", lambda *a: calls.append(1) or contiguous(*a))
+    fast = features()
+    assert len(calls) == bb.vision_layers + bb.text_layers
+    with torch.no_grad():  # fp32 never takes the bf16 path
+        bb.encode_image(images)
+    assert len(calls) == bb.vision_layers + bb.text_layers
+    monkeypatch.setattr(clipmod, "_contiguous_ok", lambda block: False)  # open_clip's own block forward
+    slow = features()
+    assert len(calls) == bb.vision_layers + bb.text_layers
+    for f, s in zip(fast, slow):
+        assert F.cosine_similarity(f.float(), s.float()).min() > 0.999

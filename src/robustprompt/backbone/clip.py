@@ -16,6 +16,43 @@ from torch import Tensor, nn
 from .edits import TowerEdits, TowerOutput
 
 
+def run_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None) -> Tensor:
+    """One open_clip residual block; under CPU bf16 autocast through `block_contiguous`.
+
+    open_clip's batch-first nn.MultiheadAttention gives its in-projection a transposed input; under
+    CPU autocast that becomes a bmm over a weight expanded to every token and copied (more than half
+    of a bf16 step, slower than fp32: docs/performance.md). Elsewhere (fp32, CUDA) open_clip's own
+    forward runs, so that fp32 features stay bitwise open_clip's.
+    """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and _contiguous_ok(block):
+        return block_contiguous(block, x, attn_mask)
+    return block(x, attn_mask=attn_mask)
+
+
+def _contiguous_ok(block: nn.Module) -> bool:
+    from open_clip.transformer import ResidualAttentionBlock
+
+    a = getattr(block, "attn", None)
+    return (type(block) is ResidualAttentionBlock and not hasattr(block, "ln_1_kv")
+            and isinstance(a, nn.MultiheadAttention) and a.batch_first and a._qkv_same_embed_dim
+            and a.bias_k is None and not a.add_zero_attn and (a.dropout == 0.0 or not a.training))
+
+
+def block_contiguous(block: nn.Module, x: Tensor, attn_mask: Tensor | None) -> Tensor:
+    """The same computation as open_clip's ResidualAttentionBlock.forward on (B, N, D) tokens: one
+    F.linear for q, k, v, scaled_dot_product_attention, the out-projection, then the MLP."""
+    a = block.attn
+    B, N, D = x.shape
+    H = a.num_heads
+    qkv = F.linear(block.ln_1(x), a.in_proj_weight, a.in_proj_bias)
+    q, k, v = qkv.view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4).unbind(0)
+    mask = attn_mask.to(q.dtype) if attn_mask is not None else None
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    o = F.linear(o.transpose(1, 2).reshape(B, N, D), a.out_proj.weight, a.out_proj.bias)
+    x = x + block.ls_1(o)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
 @dataclass(frozen=True)
 class BackboneIdentity:
     """What was loaded; stored in every run directory and checked when a run is loaded."""
@@ -124,7 +161,7 @@ class PromptableCLIP(nn.Module):
         for i, block in enumerate(v.transformer.resblocks):
             if i > 0 and i in edits.layers:
                 x = edits.layers[i].apply(x)
-            x = block(x, attn_mask=None)
+            x = run_block(block, x, None)
             if i in edits.refiners:
                 x = edits.refiners[i](x)
             if i in edits.collect:
@@ -170,7 +207,7 @@ class PromptableCLIP(nn.Module):
                 if edit.mode == "insert":
                     eot = torch.where(eot >= edit.position(L), eot + edit.n, eot)
                     mask = causal_mask(x.shape[1], x.device)
-            x = block(x, attn_mask=mask)
+            x = run_block(block, x, mask)
             if i in edits.refiners:
                 x = edits.refiners[i](x)
             if i in edits.collect:
