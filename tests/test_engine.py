@@ -150,3 +150,26 @@ def test_eval_bad_perturbation_arguments(tree, tmp_path, capsys, argv, expect):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err
     assert (run / "results.json").read_text() == before
+
+
+def test_eval_saves_each_record_as_it_is_measured(tree, tmp_path, monkeypatch):
+    """A list of evaluations interrupted part-way keeps the ones that finished (long attacks)."""
+    from robustprompt.engine import runs as runs_mod
+    from robustprompt.engine.evaluate import EvalSpec
+
+    run = tmp_path / "r"
+    train(_cfg(tree), run)
+    real = runs_mod.evaluate
+    calls = []
+
+    def second_one_dies(method, data, spec, **kw):
+        calls.append(spec)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(method, data, spec, **kw)
+
+    monkeypatch.setattr(runs_mod, "evaluate", second_one_dies)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run, [EvalSpec(noise="gaussian:0.05"), EvalSpec(noise="blur:1")])
+    noises = [r.get("noise") for r in json.loads((run / "results.json").read_text())["evaluations"]]
+    assert "gaussian:0.05" in noises and "blur:1" not in noises

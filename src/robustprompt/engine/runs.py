@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,28 +50,31 @@ def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, devic
     """
     specs = list(specs) if specs else [EvalSpec(**spec_fields)]
     cfg, method = load_run(path, device)
+    run = RunDir(path)
+    header = {"backbone": method.backbone.identity.to_dict(), "versions": versions()}
     prepared: dict[tuple, object] = {}
     records = []
-    for spec in specs:
-        dataset = spec.dataset or cfg.data.dataset
-        same = dataset == cfg.data.dataset
-        root = spec.root if spec.root is not None else (cfg.data.root if same else None)
-        split = spec.split or cfg.data.split
-        key = (dataset, root, split)
-        if key not in prepared:
-            prepared[key] = prepare_dataset(dataset, root, shots=cfg.data.shots if same else 0, seed=cfg.seed,
-                                            split=split)
-        record = evaluate(method, prepared[key], replace(spec, split=split), seed=cfg.seed,
-                          batch_size=batch_size or cfg.train.eval_batch_size, device=device,
-                          precision=cfg.train.precision)
-        record["dataset"] = dataset
-        records.append(record)
-    if write:
-        run = RunDir(path)
-        with run.lock():
-            run.add_records({"backbone": method.backbone.identity.to_dict(), "versions": versions()}, records)
-            for r in records:
-                run.log("eval " + describe(r))
+    # Writing: the run is locked for the whole evaluation (a second `eval` of it fails at once instead
+    # of repeating the work), and each record is saved as soon as it is measured, so an interrupted
+    # list of long attacks keeps the finished ones.
+    with run.lock() if write else nullcontext():
+        for spec in specs:
+            dataset = spec.dataset or cfg.data.dataset
+            same = dataset == cfg.data.dataset
+            root = spec.root if spec.root is not None else (cfg.data.root if same else None)
+            split = spec.split or cfg.data.split
+            key = (dataset, root, split)
+            if key not in prepared:
+                prepared[key] = prepare_dataset(dataset, root, shots=cfg.data.shots if same else 0, seed=cfg.seed,
+                                                split=split)
+            record = evaluate(method, prepared[key], replace(spec, split=split), seed=cfg.seed,
+                              batch_size=batch_size or cfg.train.eval_batch_size, device=device,
+                              precision=cfg.train.precision)
+            record["dataset"] = dataset
+            records.append(record)
+            if write:
+                run.add_records(header, [record])
+                run.log("eval " + describe(record))
     return records
 
 
