@@ -30,7 +30,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from robustprompt.pretrain.evaluate import normalisation, quality_report
+    from robustprompt.backbone.loading import image_normalisation
+    from robustprompt.pretrain.evaluate import quality_report
     from robustprompt.pretrain.model import EMBEDDED_MODEL, create_model, embedded_weights_path, get_tokenizer, load_weights
 
     t0 = time.time()
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     tok = get_tokenizer(EMBEDDED_MODEL)
     with torch.no_grad():
         rows = quality_report(model, tok, args.fashion_mnist, fast=args.fast)
-    mean, std = normalisation(model)
+    mean, std = image_normalisation(model)
     print(f"embedded model {EMBEDDED_MODEL} ({path}), {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
     print(f"normalisation mean {mean} std {std}")
     print()

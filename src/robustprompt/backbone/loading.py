@@ -58,6 +58,13 @@ def shipped_weights(model: str) -> Path | None:
     return p if p.is_file() else None
 
 
+def image_normalisation(clip) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """An open_clip model's image mean/std (OpenAI's values unless its config says otherwise)."""
+    mean = getattr(clip.visual, "image_mean", None) or OPENAI_MEAN
+    std = getattr(clip.visual, "image_std", None) or OPENAI_STD
+    return tuple(mean), tuple(std)
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -132,8 +139,7 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
         load_weights_file(clip, weights_file)
 
     tokenizer = open_clip.get_tokenizer(model)
-    mean = getattr(clip.visual, "image_mean", None) or OPENAI_MEAN
-    std = getattr(clip.visual, "image_std", None) or OPENAI_STD
+    mean, std = image_normalisation(clip)
     identity = BackboneIdentity(
         model=model,
         pretrained=tag if weights_file is None or tag == "embedded" else str(weights_file),

@@ -59,10 +59,6 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def backend(self) -> str:
-        return backend_for(self.device)
-
     # ---- data
     def local_batch_size(self, global_batch: int) -> int:
         if global_batch % self.world_size:
@@ -119,10 +115,6 @@ class Dist:
         out = [None] * self.world_size
         td.all_gather_object(out, obj)
         return out
-
-    def barrier(self) -> None:
-        if self.enabled:
-            td.barrier()
 
     def on_main(self, fn: Callable[[], object]) -> None:
         """Run `fn` on rank 0 only; if it raises, rank 0 raises that error and every other rank stops too."""

@@ -126,7 +126,7 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             x = result.adv
             aa_report = result.report
             _merge_aa_report(extra, result.report)
-        if spec.attack and i == 0:
+        if spec.attack and i == 0 and (dist is None or dist.is_main):  # once, by the process that writes
             sanity = _sanity(classifier, x_clean, y, spec.eps, aa_report, seed)
         with torch.no_grad(), autocast(precision if spec.attack is None else "fp32", device):
             pred = classifier(x).argmax(-1)

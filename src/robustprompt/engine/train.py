@@ -153,14 +153,12 @@ def step_loss(method, cfg: RunConfig, cached: bool, x, labels) -> tuple:
     device = labels.device
     with autocast(cfg.train.precision, device):
         ctx = method.class_context()
-    if cached:
-        with autocast(cfg.train.precision, device):
-            return method.loss_from_features(x, labels, ctx)
-    if cfg.adv.enabled:
-        adv_images = adversarial_images(method, x, labels, ctx, cfg.adv)
-        with autocast(cfg.train.precision, device):
-            return method.adversarial_loss(x, adv_images, labels, ctx, cfg.adv.loss, cfg.adv.trades_beta)
+    adv_images = adversarial_images(method, x, labels, ctx, cfg.adv) if cfg.adv.enabled else None  # never cached
     with autocast(cfg.train.precision, device):
+        if cached:
+            return method.loss_from_features(x, labels, ctx)
+        if adv_images is not None:
+            return method.adversarial_loss(x, adv_images, labels, ctx, cfg.adv.loss, cfg.adv.trades_beta)
         return method.loss(x, labels, ctx)
 
 

@@ -5,21 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def normalisation(model) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The model's image mean/std (open_clip sets OpenAI's values unless the config says otherwise)."""
-    visual = getattr(model, "visual", None)
-    mean = getattr(visual, "image_mean", None) or OPENAI_MEAN
-    std = getattr(visual, "image_std", None) or OPENAI_STD
-    return tuple(mean), tuple(std)
+from ..backbone.loading import image_normalisation
 
 
 def to_model_input(images: np.ndarray, model) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> normalised float tensor (N, 3, H, W)."""
-    mean, std = normalisation(model)
+    mean, std = image_normalisation(model)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 

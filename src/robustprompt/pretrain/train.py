@@ -14,7 +14,6 @@ Layout of an output directory:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..backbone.loading import file_sha256
 from ..errors import CheckpointError
 from .config import PretrainConfig
 from .evaluate import to_model_input
@@ -40,17 +40,17 @@ def lr_at(cfg: PretrainConfig, step: int) -> float:
     """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio at cfg.steps; stage 2 (if
     any) repeats that shape with stage2_lr over stage2_steps."""
     if step >= cfg.steps:
-        s2 = step - cfg.steps
-        if s2 < cfg.stage2_warmup_steps:
-            return cfg.stage2_lr * (s2 + 1) / cfg.stage2_warmup_steps
-        t = (s2 - cfg.stage2_warmup_steps) / max(1, cfg.stage2_steps - cfg.stage2_warmup_steps)
-        lo = cfg.stage2_lr * cfg.min_lr_ratio
-        return lo + 0.5 * (cfg.stage2_lr - lo) * (1 + math.cos(math.pi * min(1.0, t)))
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    lo = cfg.lr * cfg.min_lr_ratio
-    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(1.0, t)))
+        return _warmup_cosine(step - cfg.steps, cfg.stage2_lr, cfg.stage2_warmup_steps, cfg.stage2_steps,
+                              cfg.min_lr_ratio)
+    return _warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+
+
+def _warmup_cosine(step: int, peak: float, warmup: int, steps: int, min_ratio: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    lo = peak * min_ratio
+    return lo + 0.5 * (peak - lo) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 def _no_decay(name: str, p: torch.Tensor) -> bool:
@@ -146,14 +146,6 @@ def load_checkpoint(out: Path, model, opt, cfg: PretrainConfig) -> tuple[int, fl
 # ---------------------------------------------------------------------------------------------- training
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def data_sources(cfg: PretrainConfig, fashion_mnist_root=None) -> dict:
     from .sources import fashion_mnist_dir, font_paths
 
@@ -164,7 +156,7 @@ def data_sources(cfg: PretrainConfig, fashion_mnist_root=None) -> dict:
         files = {}
         for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
             p = d / f"{stem}.gz" if (d / f"{stem}.gz").is_file() else d / stem
-            files[p.name] = _sha256(p)
+            files[p.name] = file_sha256(p)
         src["fashion_mnist"] = {"dir": str(d), "split": "train (60000 images; t10k never used)", "sha256": files,
                                 "package": "Debian dataset-fashion-mnist"}
     src["fonts"] = [str(p) for p in font_paths()]
