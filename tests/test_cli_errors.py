@@ -164,3 +164,15 @@ def test_list_methods_models_datasets(capsys):
 def test_context_longer_than_text_tower(tree, tmp_path, capsys):
     fails(capsys, _train(tree, tmp_path / "run", "--set", "method_cfg.n_ctx=16"), "does not fit the text context")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("device, expect", [
+    ("gpu", "not a torch device: 'gpu'"),
+    ("cuda:64", "cuda:64: "),  # no CUDA here, or fewer than 65 devices
+])
+def test_bad_device_fails_before_writing(tree, tmp_path, capsys, device, expect):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        main(_train(tree, out, "--device", device))
+    assert e.value.code == 2 and expect in capsys.readouterr().err
+    assert not out.exists()
