@@ -93,6 +93,39 @@ def test_hard_shape_groups_differ_only_in_shape():
     assert all((c == colours[0]).all() for c in colours)  # one colour per group
 
 
+def test_backdrop_composites_objects_on_flat_grey():
+    mix = Mix(fashion=0.0, glyphs=0.0, two_objects=0.0, backdrop=1.0, backdrop_max=0.3, backdrop_contrast=0.6)
+    imgs, _ = PretrainStream(0, mix).batch(0, 64)
+    plain, _ = PretrainStream(0, Mix(fashion=0.0, glyphs=0.0, two_objects=0.0)).batch(0, 64)
+    corners = imgs[:, :2, :2].reshape(64, -1).astype(int)
+    assert (corners.max(1) - corners.min(1) <= 1).all()  # flat backdrop, no noise
+    assert corners.max() <= 0.3 * 255 + 1 and corners.mean() > 10
+    assert (plain[:, :2, :2] == 0).all()  # without the option: black
+    # a channel of the object colour below the backdrop level comes out darker than the backdrop
+    darker = [(im.reshape(-1, 3).astype(int).min(0) < c[0] - 5).any() for im, c in zip(imgs, corners)]
+    assert sum(darker) > 5
+
+
+def test_noise_and_levels_stay_in_range_and_are_deterministic():
+    mix = Mix(fashion=0.0, noise=1.0, noise_std=0.05, levels=1.0, levels_low=0.15, levels_high=0.65)
+    a, caps_a = PretrainStream(0, mix).batch(2, 32)
+    b, caps_b = PretrainStream(0, mix).batch(2, 32)
+    assert (a == b).all() and caps_a == caps_b
+    corners = a[:, :3, :3].reshape(32, -1).astype(float)
+    assert corners.std(1).mean() > 1  # noisy backgrounds
+    assert corners.mean() < 0.15 * 255 + 20
+
+
+def test_token_cache_stays_bounded_and_correct():
+    from robustprompt.pretrain.train import Tokens
+
+    tokens = Tokens("robustprompt-tiny", max_size=5)
+    first = tokens(["a red star", "a blue ring", "a dress", "a bag"])
+    second = tokens(["a dress", "a coat", "a sandal", "a shirt"])  # overflows: the cache is cleared first
+    assert len(tokens.cache) <= 5
+    assert torch.equal(second[0], first[2]) and torch.equal(second, tokens.tok(["a dress", "a coat", "a sandal", "a shirt"]))
+
+
 def test_schedule_has_warmup_cosine_and_stage2():
     from robustprompt.pretrain.train import lr_at
 
@@ -191,3 +224,4 @@ def test_shipped_weights_load_strictly():
     assert meta["architecture"] == EMBEDDED_MODEL
     assert meta["steps"] == meta["config"]["steps"] + meta["config"].get("stage2_steps", 0)
     assert meta["quality"]["fashion-mnist-clean"]["accuracy"] > 0
+    assert meta["config"] == PretrainConfig().to_dict()  # the defaults are the shipped recipe

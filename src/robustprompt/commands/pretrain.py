@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ._common import add_device
+
 HELP = "pretrain a small CLIP on offline captioned data (regenerates the embedded model)"
 
 DESCRIPTION = """\
@@ -15,9 +17,10 @@ Pretrain an open_clip architecture (default: robustprompt-tiny, the embedded mod
 contrastive loss on offline captioned images: Fashion-MNIST's 60000 training images (never its test
 split) with varied caption templates, synonyms and colour tints named in the captions, plus a
 deterministic generator of shapes x colours x patterns x sizes x positions and letters/digits
-rendered in DejaVu fonts. Nothing is downloaded. Two stages: --steps of warm-up + cosine, then
---stage2-steps of a short second cosine whose batches also hold groups of images that differ only in
-shape (hard negatives).
+rendered in DejaVu fonts; most images sit on a flat grey backdrop and carry mild pixel noise. Nothing
+is downloaded. Two stages: --steps of warm-up + cosine, then --stage2-steps of a short second cosine
+whose batches also hold groups of images that differ only in shape (hard negatives). The recipe takes
+about 40 minutes on 2 CPU cores, about 4 minutes with --device cuda on one H100.
 
 With no options this regenerates the shipped weights (the recipe is the default of
 robustprompt.pretrain.config.PretrainConfig). The output directory receives checkpoint.safetensors
@@ -50,6 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice); on a CPU shared with other jobs, 1 is often "
                         "much faster than 2 (no OpenMP barriers waiting on descheduled threads)")
+    add_device(p)
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--fashion-mnist", metavar="DIR",
                    help="Fashion-MNIST folder (default $ROBUSTPROMPT_FASHION_MNIST, else /usr/share/datasets/fashion-mnist)")
@@ -78,7 +82,7 @@ def handler(args) -> int:
         else "robustprompt pretrain"
     meta = pretrain(cfg, Path(args.out), resume=args.resume, fashion_mnist_root=args.fashion_mnist,
                     progress=not args.no_progress, evaluate=not args.no_eval, command=command,
-                    threads=args.threads)
+                    threads=args.threads, device=args.device)
     out = Path(args.out) / f"{cfg.model}.safetensors"
     print(f"pretrained {cfg.model}: {meta['steps']} steps, {meta['wall_time_s']:.0f}s, final loss {meta['final_loss']:.3f}")
     for name, row in (meta.get("quality") or {}).items():

@@ -5,7 +5,8 @@ Served through the same interface as real datasets (`DatasetSplits` with in-memo
 
 The testbeds are drawn in another style than the pretraining images, on purpose (a domain shift, as
 real downstream photos differ from web captions): "dim, grainy photos" with a textured dark-grey
-background instead of black, low contrast, sensor noise, and (for the generated sets) free sizes and positions instead of the
+background (pretraining: black or a flat grey backdrop), lower contrast and stronger sensor noise than
+pretraining ever shows, and (for the generated sets) free sizes and positions instead of the
 pretraining grid. Their prompt template `templates[0]` is not one of the pretraining caption templates.
 
 | name          | classes | train/class | val/class | test/class | source                                   |
@@ -46,10 +47,10 @@ SIZES = {  # per class: train, val, test
 }
 
 # The testbed style (domain shift); see module docstring.
-BACKGROUND = (0.1, 0.3)  # dark-grey level range (pretraining: black)
-TEXTURE = 0.05  # amplitude of the smooth background texture
-CONTRAST = (0.35, 0.55)  # object contrast against the background
-NOISE = (0.04, 0.08)  # sensor noise std on [0, 1] pixels
+BACKGROUND = (0.1, 0.3)  # dark-grey level range (pretraining: black, or a flat backdrop of 0-0.3)
+TEXTURE = 0.05  # amplitude of the smooth background texture (pretraining: none)
+CONTRAST = (0.35, 0.55)  # object contrast against the background (pretraining: 0.6-1)
+NOISE = (0.04, 0.08)  # sensor noise std on [0, 1] pixels (pretraining: 0-0.05)
 
 
 def _style(rng: np.random.Generator, alpha: np.ndarray, rgb: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from ..config import check, from_dict, load_yaml, to_dict
 class PretrainConfig:
     model: str = "robustprompt-tiny"  # an open_clip architecture name (project configs are registered)
     seed: int = 0
-    steps: int = 1800
+    steps: int = 2500
     batch_size: int = 128
     lr: float = 1.5e-3
     weight_decay: float = 0.1
@@ -27,10 +27,25 @@ class PretrainConfig:
     eps: float = 1e-6
     grad_clip: float = 1.0  # max grad norm; 0 disables
     # data mix (see robustprompt.pretrain.generator.Mix)
-    fashion: float = 0.65
-    glyphs: float = 0.12
+    fashion: float = 0.72
+    glyphs: float = 0.08
     two_objects: float = 0.15
-    tint: float = 0.75
+    tint: float = 0.5
+    shift: int = 3  # shapes move up to this many pixels off the 3x3 grid
+    # Photometric variety. The testbeds' style stays outside these ranges (textured backgrounds,
+    # contrast 0.35-0.55, noise std 0.04-0.08); bench/results/pretrain-sweep/ has the sweep behind them.
+    # a fraction of images has its [0, 1] range remapped to [U(0, levels_low), U(levels_high, 1)]
+    levels: float = 0.0
+    levels_low: float = 0.15
+    levels_high: float = 0.65
+    # a fraction of images gets gaussian pixel noise of std ~ U(0, noise_std)
+    noise: float = 0.8
+    noise_std: float = 0.05
+    # a fraction of images is composited onto a flat grey backdrop of level U(0, backdrop_max) at object
+    # contrast U(backdrop_contrast, 1) (objects may come out darker than the backdrop)
+    backdrop: float = 0.7
+    backdrop_max: float = 0.3
+    backdrop_contrast: float = 0.6
     # stage 2 (after `steps`): a short second cosine with hard-negative shape groups in every batch,
     # so that shape, not only colour/size/position, must be read to match captions
     stage2_steps: int = 300
@@ -53,6 +68,12 @@ class PretrainConfig:
               "stage2_steps must be >= 0 and stage2_warmup_steps in [0, stage2_steps)")
         check(0 <= self.stage2_hard_shapes + self.stage2_fashion + self.stage2_glyphs <= 1,
               "stage2_hard_shapes + stage2_fashion + stage2_glyphs must be in [0, 1]")
+        check(self.shift >= 0, "shift must be >= 0")
+        check(0 <= self.levels <= 1 and 0 <= self.levels_low < self.levels_high <= 1,
+              "levels must be in [0, 1] and 0 <= levels_low < levels_high <= 1")
+        check(0 <= self.backdrop <= 1 and 0 <= self.backdrop_max <= 1 and 0 <= self.backdrop_contrast <= 1,
+              "backdrop, backdrop_max and backdrop_contrast must be in [0, 1]")
+        check(0 <= self.noise <= 1 and self.noise_std >= 0, "noise must be in [0, 1] and noise_std >= 0")
         check(self.checkpoint_every > 0 and self.log_every > 0, "checkpoint_every and log_every must be positive")
 
     @property

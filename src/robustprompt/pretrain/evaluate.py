@@ -17,7 +17,7 @@ def to_model_input(images: np.ndarray, model) -> torch.Tensor:
 
 @torch.no_grad()
 def class_text_features(model, tokenizer, classnames: list[str], template: str) -> torch.Tensor:
-    tokens = tokenizer([template.format(c) for c in classnames])
+    tokens = tokenizer([template.format(c) for c in classnames]).to(next(model.parameters()).device)
     return torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)
 
 
@@ -31,8 +31,9 @@ def zero_shot_accuracy(model, tokenizer, images: np.ndarray, labels, classnames:
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     correct = 0
     for i in range(0, len(images), batch_size):
-        f = torch.nn.functional.normalize(model.encode_image(to_model_input(images[i:i + batch_size], model)), dim=-1)
-        correct += int(((f @ text.T).argmax(-1) == labels[i:i + batch_size]).sum())
+        x = to_model_input(images[i:i + batch_size], model).to(text.device)
+        f = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
+        correct += int(((f @ text.T).argmax(-1).cpu() == labels[i:i + batch_size]).sum())
     model.train(was_training)
     return correct / max(1, len(images))
 

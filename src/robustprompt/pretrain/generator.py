@@ -2,8 +2,11 @@
 generated world of shapes x colours x patterns x sizes x positions, plus letters and digits in
 DejaVu fonts.
 
-Pretraining style: bright objects on a black background, full contrast, no noise. (The testbeds in
-`robustprompt.data.testbeds` use another style on purpose.)
+Pretraining style: objects on a black background at full contrast, or (the `Mix` options backdrop,
+levels, noise) on a flat grey backdrop of level <= 0.3 at contrast >= 0.6, with pixel noise of std
+<= 0.05. The testbeds in `robustprompt.data.testbeds` lie outside that on purpose: textured
+backgrounds, contrast 0.35-0.55, noise std 0.04-0.08. (Two caption templates say "on black"; on a
+backdrop they are slightly wrong, as web captions are.)
 
 `PretrainStream(seed).batch(step, batch_size)` depends only on (seed, step, batch_size): the same
 call gives the same images and captions in any process, which is what makes `--resume` exact.
@@ -196,6 +199,15 @@ class Mix:
     two_objects: float = 0.15  # fraction of shape images that show two objects
     tint: float = 0.75  # fraction of Fashion-MNIST images tinted with a named colour
     hard_shapes: float = 0.0  # fraction of the batch in groups that differ only in shape (hard negatives)
+    shift: int = 1  # single shapes and hard-shape images move by up to this many pixels off their grid slot
+    levels: float = 0.0  # fraction of images whose [0, 1] range is remapped to [low, high] (contrast/brightness)
+    levels_low: float = 0.15  # low ~ U(0, levels_low): a flat grey background instead of black
+    levels_high: float = 0.65  # high ~ U(levels_high, 1): the brightest pixel
+    noise: float = 0.0  # fraction of images with gaussian pixel noise of std ~ U(0, noise_std)
+    noise_std: float = 0.03
+    backdrop: float = 0.0  # fraction of images composited onto a flat grey backdrop instead of black,
+    backdrop_max: float = 0.3  # of level ~ U(0, backdrop_max),
+    backdrop_contrast: float = 0.6  # at object contrast ~ U(backdrop_contrast, 1)
 
 
 class PretrainStream:
@@ -213,7 +225,7 @@ class PretrainStream:
     def batch(self, step: int, batch_size: int) -> tuple[np.ndarray, list[str]]:
         """uint8 images (B, 32, 32, 3) and B captions for this step."""
         rng = np.random.default_rng([self.seed, int(step), int(batch_size), 20240917])
-        out = np.zeros((batch_size, RES, RES, 3), np.float32)
+        out = np.zeros((batch_size, RES, RES, 4), np.float32)  # premultiplied RGB on black + coverage (alpha)
         caps: list[str] = []
         kinds = rng.random(batch_size)
         n_hard = int(round(self.mix.hard_shapes * batch_size))
@@ -227,9 +239,26 @@ class PretrainStream:
             else:
                 cap = self._shapes(rng, out[i])
             caps.append(cap)
-        return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8), caps
+        if self.mix.levels > 0:
+            remap = rng.random(batch_size) < self.mix.levels
+            low = rng.uniform(0, self.mix.levels_low, batch_size).astype(np.float32)
+            high = rng.uniform(self.mix.levels_high, 1.0, batch_size).astype(np.float32)
+            for i in np.flatnonzero(remap):
+                out[i, ..., :3] = low[i] + (high[i] - low[i]) * np.clip(out[i, ..., :3], 0, 1)
+        if self.mix.backdrop > 0:
+            picked = np.flatnonzero(rng.random(batch_size) < self.mix.backdrop)
+            level = rng.uniform(0, self.mix.backdrop_max, (len(picked), 1, 1, 1)).astype(np.float32)
+            contrast = rng.uniform(self.mix.backdrop_contrast, 1.0, (len(picked), 1, 1, 1)).astype(np.float32)
+            rgb, alpha = out[picked, ..., :3], np.clip(out[picked, ..., 3:], 0, 1)
+            out[picked, ..., :3] = level * (1 - contrast * alpha) + contrast * rgb
+        if self.mix.noise > 0:
+            noisy = np.flatnonzero(rng.random(batch_size) < self.mix.noise)
+            std = rng.uniform(0, self.mix.noise_std, len(noisy)).astype(np.float32)
+            out[noisy, ..., :3] += (rng.standard_normal((len(noisy), RES, RES, 3), dtype=np.float32)
+                                    * std[:, None, None, None])
+        return (np.clip(out[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8), caps
 
-    # one image each, drawn into `dst` (32, 32, 3) float in [0, 1]
+    # one image each, drawn into `dst` (32, 32, 4): colour premultiplied on black, then coverage
 
     def _fashion(self, rng, dst) -> str:
         idx = int(rng.integers(len(self.fm_labels)))
@@ -244,7 +273,8 @@ class PretrainStream:
             rgb = _jitter_colour(rng, colour)
         else:
             colour, rgb = None, np.ones(3, np.float32)
-        dst[dy:dy + 28, dx:dx + 28] = g[:, :, None] * rgb
+        dst[dy:dy + 28, dx:dx + 28, :3] = g[:, :, None] * rgb
+        dst[dy:dy + 28, dx:dx + 28, 3] = g
         return C.fashion_caption(rng, label, colour)
 
     def _object(self, rng, dst, slot: Slot, colour: str, pattern: str) -> None:
@@ -252,7 +282,8 @@ class PretrainStream:
         if pattern != "solid":
             p = self.bank.patterns[2 * C.PATTERN_NAMES.index(pattern) + int(rng.integers(2))]
             m = m * p
-        np.maximum(dst, m[:, :, None] * _jitter_colour(rng, colour), out=dst)
+        np.maximum(dst[..., :3], m[:, :, None] * _jitter_colour(rng, colour), out=dst[..., :3])
+        np.maximum(dst[..., 3], m, out=dst[..., 3])
 
     def _shapes(self, rng, dst) -> str:
         n_colours = len(C.COLOUR_NAMES)
@@ -277,12 +308,15 @@ class PretrainStream:
         if slot.size != "small" and rng.random() < 0.4:
             pattern = C.PATTERN_NAMES[1 + int(rng.integers(len(C.PATTERN_NAMES) - 1))]
         self._object(rng, dst, slot, colour, pattern)
-        shift = rng.integers(-1, 2, 2)
-        dst[:] = np.roll(dst, (int(shift[0]), int(shift[1])), axis=(0, 1))
+        self._shift(rng, dst)
         return C.fill_template(rng, C.object_phrase(rng, shape, colour, slot.size, pattern, slot.position))
 
+    def _shift(self, rng, dst) -> None:
+        shift = rng.integers(-self.mix.shift, self.mix.shift + 1, 2)
+        dst[:] = np.roll(dst, (int(shift[0]), int(shift[1])), axis=(0, 1))
+
     def _hard_shapes(self, rng, dst) -> list[str]:
-        """Groups of images that share colour, size and position and differ only in shape, each
+        """Groups of images that share colour, size and grid slot and differ only in shape, each
         caption naming its shape: in-batch negatives that colour or position cannot separate."""
         caps = []
         n_colours = len(C.COLOUR_NAMES)
@@ -295,6 +329,7 @@ class PretrainStream:
             for img, k in zip(group, shapes):
                 shape = C.SHAPE_NAMES[int(k)]
                 self._object(rng, img, Slot(size, pos, self.bank.shape_index[(shape, size, pos)]), colour, "solid")
+                self._shift(rng, img)
                 caps.append(C.fill_template(rng, C.object_phrase(rng, shape, colour, size, "solid", pos,
                                                                  name_shape=True)))
         return caps

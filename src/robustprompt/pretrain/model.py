@@ -50,7 +50,7 @@ def export_weights(model: torch.nn.Module, path: str | Path, metadata: dict | No
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "architecture": (metadata or {}).get("architecture", "")})
     tmp.replace(path)

@@ -70,24 +70,25 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.A
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE of CLIP (the maths of open_clip's ClipLoss on one process)."""
     logits = logit_scale * image_features @ text_features.T
-    labels = torch.arange(logits.shape[0])
+    labels = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels))
 
 
 class Tokens:
     """Tokenizer with a cache (captions repeat)."""
 
-    def __init__(self, model_name: str):
+    def __init__(self, model_name: str, max_size: int = 200_000):
         self.tok = get_tokenizer(model_name)
+        self.max_size = max_size
         self.cache: dict[str, torch.Tensor] = {}
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
         missing = [c for c in dict.fromkeys(captions) if c not in self.cache]
         if missing:
+            if len(self.cache) + len(missing) > self.max_size:  # bounded memory; clear before this batch's rows
+                self.cache = {c: self.cache[c] for c in dict.fromkeys(captions) if c in self.cache}
             for c, row in zip(missing, self.tok(missing)):
                 self.cache[c] = row
-            if len(self.cache) > 200_000:
-                self.cache.clear()
         return torch.stack([self.cache[c] for c in captions])
 
 
@@ -97,7 +98,7 @@ class Tokens:
 def save_checkpoint(out: Path, model, opt, cfg: PretrainConfig, step: int, elapsed: float, losses: list[float]) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     names = {id(p): n for n, p in model.named_parameters()}
     for group in opt.param_groups:
         for p in group["params"]:
@@ -106,7 +107,7 @@ def save_checkpoint(out: Path, model, opt, cfg: PretrainConfig, step: int, elaps
                 continue
             n = names[id(p)]
             for k, v in st.items():
-                tensors[f"optim.{n}.{k}"] = torch.as_tensor(v).detach().clone().contiguous()
+                tensors[f"optim.{n}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
     tmp = out / (CKPT + ".tmp")
     save_file(tensors, str(tmp))
     meta = {"step": step, "config": cfg.to_dict(), "elapsed_s": elapsed, "recent_losses": losses[-50:]}
@@ -138,8 +139,8 @@ def load_checkpoint(out: Path, model, opt, cfg: PretrainConfig) -> tuple[int, fl
     for n, p in model.named_parameters():
         prefix = f"optim.{n}."
         st = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if st:
-            opt.state[p] = st
+        if st:  # AdamW keeps "step" on the CPU unless capturable
+            opt.state[p] = {k: v if k == "step" else v.to(p.device) for k, v in st.items()}
     return int(meta["step"]), float(meta.get("elapsed_s", 0.0)), list(meta.get("recent_losses", []))
 
 
@@ -165,7 +166,7 @@ def data_sources(cfg: PretrainConfig, fashion_mnist_root=None) -> dict:
 
 def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fashion_mnist_root=None,
              progress: bool = True, export: bool = True, evaluate: bool = True, command: str | None = None,
-             max_steps_this_run: int | None = None, threads: int | None = None) -> dict:
+             max_steps_this_run: int | None = None, threads: int | None = None, device: str = "cpu") -> dict:
     """Run (or resume) pretraining into `out`; returns the metadata dict (also written next to the export)."""
     from tqdm import tqdm
 
@@ -173,7 +174,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
     out.mkdir(parents=True, exist_ok=True)
     if threads:  # not part of the recipe: results agree across thread counts up to float reordering
         torch.set_num_threads(threads)
-    model = create_model(cfg.model, seed=cfg.seed)
+    model = create_model(cfg.model, seed=cfg.seed).to(device)
     model.train()
     opt = make_optimizer(model, cfg)
     start, elapsed, losses = 0, 0.0, []
@@ -181,9 +182,13 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
         start, elapsed, losses = load_checkpoint(out, model, opt, cfg)
     elif (out / CKPT).exists():
         raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
-    stream = PretrainStream(cfg.seed, Mix(cfg.fashion, cfg.glyphs, cfg.two_objects, cfg.tint), fashion_mnist_root)
+    looks = dict(shift=cfg.shift, levels=cfg.levels, levels_low=cfg.levels_low, levels_high=cfg.levels_high,
+                 noise=cfg.noise, noise_std=cfg.noise_std, backdrop=cfg.backdrop, backdrop_max=cfg.backdrop_max,
+                 backdrop_contrast=cfg.backdrop_contrast)
+    stream = PretrainStream(cfg.seed, Mix(cfg.fashion, cfg.glyphs, cfg.two_objects, cfg.tint, **looks),
+                            fashion_mnist_root)
     stream2 = PretrainStream(cfg.seed, Mix(cfg.stage2_fashion, cfg.stage2_glyphs, cfg.two_objects, cfg.tint,
-                                           hard_shapes=cfg.stage2_hard_shapes), fashion_mnist_root)
+                                           hard_shapes=cfg.stage2_hard_shapes, **looks), fashion_mnist_root)
     tokens = Tokens(cfg.model)
     log = open(out / "log.txt", "a")
     total = cfg.total_steps
@@ -197,7 +202,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
         for g in opt.param_groups:
             g["lr"] = lr
         images, caps = (stream if step < cfg.steps else stream2).batch(step, cfg.batch_size)
-        img_f, txt_f, scale = model(to_model_input(images, model), tokens(caps))[:3]
+        img_f, txt_f, scale = model(to_model_input(images, model).to(device), tokens(caps).to(device))[:3]
         loss = clip_loss(img_f, txt_f, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -229,6 +234,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
         "images_seen": done * cfg.batch_size,
         "wall_time_s": round(wall, 1),
         "threads": torch.get_num_threads(),
+        "device": str(device),
         "host": {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
                  "cpu_count": os.cpu_count()},
         "final_loss": float(np.mean(losses[-cfg.log_every:])) if losses else None,
