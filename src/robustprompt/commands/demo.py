@@ -14,7 +14,7 @@ DEMO_DATASETS = ["fashion-mnist"]
 DEMO_NOISES = ["gaussian:0.05", "typo:0.1"]
 
 EXAMPLES = """examples:
-  robustprompt demo                          # about 9 CPU-minutes (15 min wall on a busy 2-core machine)
+  robustprompt demo                          # about 2 minutes on an idle 2-core machine
   robustprompt demo --methods zeroshot,coop --out runs/quick-demo
   robustprompt demo --datasets fashion-mnist,shapes,colors --seeds 1,2,3
 
