@@ -20,7 +20,7 @@ deterministic generator of shapes x colours x patterns x sizes x positions and l
 rendered in DejaVu fonts; most images sit on a flat grey backdrop and carry mild pixel noise. Nothing
 is downloaded. Two stages: --steps of warm-up + cosine, then --stage2-steps of a short second cosine
 whose batches also hold groups of images that differ only in shape (hard negatives). The recipe takes
-about 40 minutes on 2 CPU cores, about 4 minutes with --device cuda on one H100.
+about 35-40 minutes on 2 CPU cores, a few minutes with --device cuda on one H100.
 
 With no options this regenerates the shipped weights (the recipe is the default of
 robustprompt.pretrain.config.PretrainConfig). The output directory receives checkpoint.safetensors
