@@ -5,8 +5,8 @@ robustprompt bench robustness --datasets fashion-mnist --seeds 1,2,3 --eps 1/255
     --pgd-n-max 300 --aa-steps 100 --aa-n-max 50 --device cuda --out runs/gpu-rob \
     --methods zeroshot,coop,advpt,advivlp,advmaple,naptuning
 # Its AutoAttack part did not finish in the device time (processes stopped at 230 s); AutoAttack at
-# 1/255 on a fixed seeded 50-image subset was then run on the CPU for every seed of advivlp, advmaple,
-# naptuning and for seed 1 of zeroshot and coop (AdvPT and AutoAttack at 4/255: not run):
+# 1/255 on a fixed seeded 50-image subset was then run on the CPU for every run (at 4/255: not run;
+# eval also re-measures and records clean accuracy, on the CPU):
 robustprompt eval RUN --attack autoattack --eps 1/255 --steps 100 --n-max 50 --batch-size 50
 # and the table:
 robustprompt report bench/results/robustness-fashion-mnist --table robustness
