@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -54,14 +56,12 @@ def test_fashion_testbed_is_deterministic_and_uses_t10k_for_test():
 
 def test_testbeds_differ_in_style_from_pretraining():
     from robustprompt.pretrain.config import PretrainConfig
-    from robustprompt.pretrain.generator import Mix, PretrainStream
+    from robustprompt.pretrain.generator import PretrainStream
 
     cfg = PretrainConfig()  # the shipped recipe's photometric ranges lie outside the testbed style
     assert cfg.backdrop_contrast > T.CONTRAST[1] and cfg.noise_std < T.NOISE[1]
     assert cfg.levels == 0 or cfg.levels_high - cfg.levels_low > T.CONTRAST[1]
-    mix = Mix(fashion=0.0, shift=cfg.shift, noise=cfg.noise, noise_std=cfg.noise_std, backdrop=cfg.backdrop,
-              backdrop_max=cfg.backdrop_max, backdrop_contrast=cfg.backdrop_contrast)
-    pre, _ = PretrainStream(0, mix).batch(0, 200)
+    pre, _ = PretrainStream(0, replace(cfg.mix(1), fashion=0.0)).batch(0, 200)
 
     def corner_std(ims):  # within-image spread of the 4x4 corner patches: texture plus noise
         c = np.concatenate([ims[:, :4, :4], ims[:, -4:, -4:]], axis=1).astype(float)

@@ -6,7 +6,7 @@ The defaults of `PretrainConfig` ARE the recipe of the shipped embedded model: `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..config import check, from_dict, load_yaml, to_dict
@@ -68,13 +68,18 @@ class PretrainConfig:
               "stage2_steps must be >= 0 and stage2_warmup_steps in [0, stage2_steps)")
         check(0 <= self.stage2_hard_shapes + self.stage2_fashion + self.stage2_glyphs <= 1,
               "stage2_hard_shapes + stage2_fashion + stage2_glyphs must be in [0, 1]")
-        check(self.shift >= 0, "shift must be >= 0")
-        check(0 <= self.levels <= 1 and 0 <= self.levels_low < self.levels_high <= 1,
-              "levels must be in [0, 1] and 0 <= levels_low < levels_high <= 1")
-        check(0 <= self.backdrop <= 1 and 0 <= self.backdrop_max <= 1 and 0 <= self.backdrop_contrast <= 1,
-              "backdrop, backdrop_max and backdrop_contrast must be in [0, 1]")
-        check(0 <= self.noise <= 1 and self.noise_std >= 0, "noise must be in [0, 1] and noise_std >= 0")
+        self.mix(1), self.mix(2)  # Mix checks the photometric fields
         check(self.checkpoint_every > 0 and self.log_every > 0, "checkpoint_every and log_every must be positive")
+
+    def mix(self, stage: int = 1):
+        """The generator's Mix for stage 1 or 2: every Mix field this config has by name (the
+        photometric ones), with the stage's own source fractions."""
+        from .generator import Mix
+
+        shared = {f.name: getattr(self, f.name) for f in fields(Mix) if hasattr(self, f.name)}
+        if stage == 2:
+            shared.update(fashion=self.stage2_fashion, glyphs=self.stage2_glyphs, hard_shapes=self.stage2_hard_shapes)
+        return Mix(**shared)
 
     @property
     def total_steps(self) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..config import check
 from . import captions as C
 from .sources import font_paths, load_fashion_mnist
 
@@ -209,6 +210,14 @@ class Mix:
     backdrop_max: float = 0.3  # of level ~ U(0, backdrop_max),
     backdrop_contrast: float = 0.6  # at object contrast ~ U(backdrop_contrast, 1)
 
+    def __post_init__(self):
+        check(self.shift >= 0, "shift must be >= 0")
+        check(0 <= self.levels <= 1 and 0 <= self.levels_low < self.levels_high <= 1,
+              "levels must be in [0, 1] and 0 <= levels_low < levels_high <= 1")
+        check(0 <= self.backdrop <= 1 and 0 <= self.backdrop_max <= 1 and 0 <= self.backdrop_contrast <= 1,
+              "backdrop, backdrop_max and backdrop_contrast must be in [0, 1]")
+        check(0 <= self.noise <= 1 and self.noise_std >= 0, "noise must be in [0, 1] and noise_std >= 0")
+
 
 class PretrainStream:
     """Captioned pretraining batches, a pure function of (seed, step, batch size)."""
@@ -241,10 +250,9 @@ class PretrainStream:
             caps.append(cap)
         if self.mix.levels > 0:
             remap = rng.random(batch_size) < self.mix.levels
-            low = rng.uniform(0, self.mix.levels_low, batch_size).astype(np.float32)
-            high = rng.uniform(self.mix.levels_high, 1.0, batch_size).astype(np.float32)
-            for i in np.flatnonzero(remap):
-                out[i, ..., :3] = low[i] + (high[i] - low[i]) * np.clip(out[i, ..., :3], 0, 1)
+            low = rng.uniform(0, self.mix.levels_low, (batch_size, 1, 1, 1)).astype(np.float32)[remap]
+            high = rng.uniform(self.mix.levels_high, 1.0, (batch_size, 1, 1, 1)).astype(np.float32)[remap]
+            out[remap, ..., :3] = low + (high - low) * np.clip(out[remap, ..., :3], 0, 1)
         if self.mix.backdrop > 0:
             picked = np.flatnonzero(rng.random(batch_size) < self.mix.backdrop)
             level = rng.uniform(0, self.mix.backdrop_max, (len(picked), 1, 1, 1)).astype(np.float32)

@@ -29,7 +29,7 @@ from ..backbone.loading import file_sha256
 from ..errors import CheckpointError
 from .config import PretrainConfig
 from .evaluate import to_model_input
-from .generator import Mix, PretrainStream
+from .generator import PretrainStream
 from .model import create_model, export_weights, get_tokenizer, model_config
 
 CKPT = "checkpoint.safetensors"
@@ -182,13 +182,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
         start, elapsed, losses = load_checkpoint(out, model, opt, cfg)
     elif (out / CKPT).exists():
         raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
-    looks = dict(shift=cfg.shift, levels=cfg.levels, levels_low=cfg.levels_low, levels_high=cfg.levels_high,
-                 noise=cfg.noise, noise_std=cfg.noise_std, backdrop=cfg.backdrop, backdrop_max=cfg.backdrop_max,
-                 backdrop_contrast=cfg.backdrop_contrast)
-    stream = PretrainStream(cfg.seed, Mix(cfg.fashion, cfg.glyphs, cfg.two_objects, cfg.tint, **looks),
-                            fashion_mnist_root)
-    stream2 = PretrainStream(cfg.seed, Mix(cfg.stage2_fashion, cfg.stage2_glyphs, cfg.two_objects, cfg.tint,
-                                           hard_shapes=cfg.stage2_hard_shapes, **looks), fashion_mnist_root)
+    stream = PretrainStream(cfg.seed, cfg.mix(1), fashion_mnist_root)
+    stream2 = PretrainStream(cfg.seed, cfg.mix(2), fashion_mnist_root)
     tokens = Tokens(cfg.model)
     log = open(out / "log.txt", "a")
     total = cfg.total_steps
