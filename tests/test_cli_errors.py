@@ -1,6 +1,7 @@
 """Bad input: one line on stderr naming the problem, exit code 2, no half-written run directory."""
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from safetensors.torch import load_file, save_file
@@ -176,3 +177,73 @@ def test_bad_device_fails_before_writing(tree, tmp_path, capsys, device, expect)
         main(_train(tree, out, "--device", device))
     assert e.value.code == 2 and expect in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_corrupt_test_image_after_training_leaves_no_run(tmp_path, capsys):
+    """Training succeeds and checkpoints; the final evaluation meets a bad image: nothing is left."""
+    t = tmp_path / "t"
+    make_imagefolder(t / "train")
+    make_imagefolder(t / "test", n_per_class=3, seed=5)
+    for p in (t / "test" / "red").glob("*.png"):
+        p.write_bytes(b"not a png at all")
+    fails(capsys, _train(t, tmp_path / "run"), "does not decode")
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_only_folder_needs_one_image_per_class(trained_run, tmp_path, capsys):
+    one = make_imagefolder(tmp_path / "one", n_per_class=1, seed=3)
+    capsys.readouterr()
+    assert main(["eval", str(_copy_run(trained_run, tmp_path / "r")), "--dataset", "imagefolder",
+                 "--data-root", str(one), "--split", "all"]) == 0
+    assert "(n=4)" in capsys.readouterr().out  # every image is a test image
+    # training on such a folder still needs the train/val/test split
+    fails(capsys, _train(one, tmp_path / "run"), "needs at least 3")
+
+
+@contextmanager
+def read_only(path, monkeypatch):
+    """`path` read-only for real (a read-only bind mount as root, chmod otherwise); where neither is
+    possible, creating files under it fails as a read-only file system does."""
+    import errno
+    import os
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(path), str(path)], capture_output=True).returncode == 0
+    if mounted and not os.access(path, os.W_OK):
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+        return
+    if mounted:
+        subprocess.run(["umount", str(path)], check=True)
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and str(dir).startswith(str(path)):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    yield
+
+
+def test_eval_of_a_read_only_run(trained_run, tmp_path, capsys, monkeypatch):
+    run = _copy_run(trained_run, tmp_path / "r")
+    before = (run / "results.json").read_text()
+    with read_only(run, monkeypatch):
+        fails(capsys, ["eval", str(run), "--split", "all"], "not writable; pass --out DIR")
+        assert main(["eval", str(run), "--split", "all", "--out", str(tmp_path / "copy")]) == 0
+        assert main(["eval", str(run), "--split", "all", "--no-write"]) == 0
+    assert (run / "results.json").read_text() == before
+    assert {"config.yaml", "prompt.safetensors", "results.json"} <= {p.name for p in (tmp_path / "copy").iterdir()}
+    fails(capsys, ["eval", str(run), "--out", str(tmp_path / "copy")], "already exists and is not empty")
+    fails(capsys, ["eval", str(run), "--out", str(tmp_path / "c2"), "--no-write"], "contradict")

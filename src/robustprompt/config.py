@@ -155,7 +155,9 @@ class TrainConfig:
     lr: float = 0.002
     weight_decay: float = 5e-4
     momentum: float = 0.9
-    warmup_epochs: int = 1
+    warmup_epochs: int = field(default=1, metadata={
+        "help": "constant-lr epochs before the cosine; a run of no more epochs than this warms up for "
+                "epochs - 1 (so a 1-epoch smoke run trains at lr)"})
     warmup_lr: float = 1e-5
     precision: Literal["fp32", "bf16"] = "fp32"
     eval_batch_size: int = 256
@@ -175,9 +177,12 @@ class TrainConfig:
         check(self.warmup_lr > 0, f"warmup_lr must be > 0, got {self.warmup_lr}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        check(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
-              f"warmup_epochs must be < epochs, got {self.warmup_epochs}")
+        check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         check(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+
+    @property
+    def effective_warmup_epochs(self) -> int:
+        return min(self.warmup_epochs, self.epochs - 1)
 
 
 @dataclass(frozen=True)

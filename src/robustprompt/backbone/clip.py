@@ -2,6 +2,8 @@
 
 With no edits and no refiners, `encode_image` / `encode_text` equal open_clip's on normalised
 images exactly (tests/test_backbone.py). Images enter in [0, 1]; normalisation happens here.
+The image tower is a ViT (token edits allowed) or OpenAI's ModifiedResNet (RN50, RN101, RN50x4...:
+no token layers, so only the text tower takes edits; `image_tower` says which).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class BackboneIdentity:
     text_width: int
     text_layers: int
     image_size: int
+    image_tower: str = "vit"  # "vit" or "resnet"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +79,8 @@ class BackboneIdentity:
         """Names of the fields that differ from a stored identity (empty when compatible)."""
         keys = ("model", "pretrained", "weights_sha256", "quick_gelu", "embed_dim", "vision_width",
                 "vision_layers", "text_width", "text_layers", "image_size")
-        return [k for k in keys if str(other.get(k)) != str(getattr(self, k))]
+        stored = {"image_tower": "vit", **other}  # runs recorded before ResNet support are all ViT
+        return [k for k in keys + ("image_tower",) if str(stored.get(k)) != str(getattr(self, k))]
 
 
 def causal_mask(n: int, device, dtype=torch.float32) -> Tensor:
@@ -84,7 +88,7 @@ def causal_mask(n: int, device, dtype=torch.float32) -> Tensor:
 
 
 class PromptableCLIP(nn.Module):
-    def __init__(self, clip: nn.Module, identity: BackboneIdentity, mean: Sequence[float], std: Sequence[float],
+    def __init__(self, clip: nn.Module, identity: BackboneIdentity | None, mean: Sequence[float], std: Sequence[float],
                  tokenizer=None):
         super().__init__()
         _check_supported(clip)
@@ -106,12 +110,18 @@ class PromptableCLIP(nn.Module):
         return self.clip.visual
 
     @property
+    def image_tower(self) -> str:
+        return image_tower_kind(self.visual)
+
+    @property
     def vision_width(self) -> int:
-        return self.visual.conv1.out_channels
+        """Token width of a ViT tower (0 for a ResNet: it has no tokens to prompt)."""
+        return self.visual.conv1.out_channels if self.image_tower == "vit" else 0
 
     @property
     def vision_layers(self) -> int:
-        return len(self.visual.transformer.resblocks)
+        """Transformer blocks of a ViT tower (0 for a ResNet)."""
+        return len(self.visual.transformer.resblocks) if self.image_tower == "vit" else 0
 
     @property
     def text_width(self) -> int:
@@ -131,7 +141,8 @@ class PromptableCLIP(nn.Module):
 
     @property
     def image_size(self) -> int:
-        return int(self.visual.image_size[0])
+        size = self.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
 
     @property
     def logit_scale(self) -> Tensor:
@@ -150,6 +161,8 @@ class PromptableCLIP(nn.Module):
         v = self.visual
         edits = edits or TowerEdits()
         edits.check_depth(self.vision_layers, "vision")
+        if self.image_tower == "resnet":  # check_depth has refused any edit: a ResNet has 0 blocks
+            return TowerOutput(features=v(self.normalize(images).to(v.conv1.weight.dtype)), tokens=None)
         x = v.conv1(self.normalize(images).to(v.conv1.weight.dtype))
         x = x.flatten(2).transpose(1, 2)
         cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
@@ -228,16 +241,28 @@ class PromptableCLIP(nn.Module):
         return torch.cat(out)
 
 
+def image_tower_kind(visual: nn.Module) -> str:
+    from open_clip.modified_resnet import ModifiedResNet
+
+    return "resnet" if isinstance(visual, ModifiedResNet) else "vit"
+
+
 def _check_supported(clip: nn.Module) -> None:
     from open_clip.model import CLIP
 
     if not isinstance(clip, CLIP):
-        raise TypeError(f"robustprompt supports open_clip CLIP models with a ViT image tower; got {type(clip).__name__}")
-    v = clip.visual
-    if not hasattr(v, "conv1") or getattr(v, "attn_pool", None) is not None or v.pool_type != "tok" \
-            or v.final_ln_after_pool:
-        raise TypeError("robustprompt needs a ViT image tower with CLS-token pooling (no attentional pool)")
+        raise TypeError(f"robustprompt supports open_clip CLIP models with a ViT or ResNet image tower; "
+                        f"got {type(clip).__name__}")
     if clip.text_pool_type != "argmax":
         raise TypeError(f"robustprompt needs argmax (EOT) text pooling; got {clip.text_pool_type!r}")
-    if not clip.transformer.batch_first or not v.transformer.batch_first:
+    if not clip.transformer.batch_first:
+        raise TypeError("robustprompt needs batch-first transformers (open_clip >= 2.23)")
+    v = clip.visual
+    if image_tower_kind(v) == "resnet":
+        return
+    if not hasattr(v, "conv1") or not hasattr(v, "transformer") or getattr(v, "attn_pool", None) is not None or v.pool_type != "tok" \
+            or v.final_ln_after_pool:
+        raise TypeError("robustprompt needs a ViT image tower with CLS-token pooling (no attentional pool) "
+                        "or OpenAI's ResNet image tower")
+    if not v.transformer.batch_first:
         raise TypeError("robustprompt needs batch-first transformers (open_clip >= 2.23)")

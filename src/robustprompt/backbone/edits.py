@@ -76,6 +76,6 @@ class TowerEdits:
 @dataclass
 class TowerOutput:
     features: Tensor  # projected, unnormalised (batch, embed_dim)
-    tokens: Tensor  # final normalised token states (batch, seq, width): ln_post / ln_final output
+    tokens: Tensor | None  # final normalised token states (batch, seq, width): ln_post / ln_final output; None for a ResNet image tower
     hidden: dict[int, Tensor] = field(default_factory=dict)
     eot_index: Tensor | None = None  # text tower: where the pooled token sits after all inserts

@@ -6,7 +6,9 @@ Accepted forms:
 - an open_clip name with a pretrained tag: `load_backbone("ViT-B-16", "openai")` (QuickGELU is set
   from the tag, so OpenAI weights always run with the activation they were trained with);
 - an open_clip name with a local weights file: `load_backbone("ViT-B-16", "/path/weights.safetensors")`;
-- `local-dir:/path` holding open_clip_config.json and weights.
+- `local-dir:/path` holding open_clip_config.json and weights;
+- `hf-hub:org/name`, an open_clip model on the Hugging Face hub (found in the download cache offline).
+The activation follows the weights where they say which they were trained with (checkpoints.py).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import contextlib
 import hashlib
 import json
 import logging
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelError
+from .checkpoints import read_weights
 from .clip import BackboneIdentity, PromptableCLIP
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -53,6 +57,24 @@ def list_models() -> list[str]:
     return open_clip.list_models()
 
 
+def image_tower_of(model: str) -> str | None:
+    """"vit" or "resnet" for an architecture robustprompt can load, None for one it cannot (a timm or
+    Hugging Face tower, CoCa, non-CLS or non-EOT pooling), read from open_clip's config without building it."""
+    import open_clip
+
+    register_project_configs()
+    cfg = open_clip.get_model_config(model) or {}
+    v, t = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
+    if (not cfg or "multimodal_cfg" in cfg or cfg.get("custom_text") or v.get("timm_model_name")
+            or t.get("hf_model_name") or t.get("pool_type", "argmax") != "argmax"):
+        return None
+    if isinstance(v.get("layers"), (list, tuple)):
+        return "resnet"
+    if v.get("attentional_pool") or v.get("pool_type", "tok") != "tok" or v.get("final_ln_after_pool"):
+        return None
+    return "vit"
+
+
 def shipped_weights(model: str) -> Path | None:
     p = WEIGHTS_DIR / f"{model}.safetensors"
     return p if p.is_file() else None
@@ -80,99 +102,136 @@ def _tag_quick_gelu(model: str, tag: str) -> bool:
 
 
 def load_backbone(model: str | None = None, pretrained: str | None = None, *, device: str | torch.device = "cpu",
-                  quick_gelu: bool | None = None) -> PromptableCLIP:
+                  quick_gelu: bool | None = None, cache_dir: str | None = None) -> PromptableCLIP:
+    """`quick_gelu` None: read from the weights where they say (checkpoints.py), else from the tag or the
+    model name. `cache_dir`: where open_clip keeps (and, offline, finds) downloaded weights; its default
+    when None."""
     import open_clip
 
     register_project_configs()
     model = model or DEFAULT_MODEL
     is_local_dir = model.startswith("local-dir:")
-    if not is_local_dir and model not in open_clip.list_models():
+    is_hub = model.startswith("hf-hub:")
+    if not (is_local_dir or is_hub) and model not in open_clip.list_models():
         raise ModelError(f"unknown model {model!r}; `robustprompt list models` shows the known architectures")
 
     weights_file: Path | None = None
     tag = pretrained
+    tags = [] if is_local_dir or is_hub else open_clip.list_pretrained_tags_by_model(model)
     if is_local_dir:
         d = Path(model[len("local-dir:"):]).expanduser()
         if not (d / "open_clip_config.json").is_file():
             raise ModelError(f"local-dir model needs {d / 'open_clip_config.json'}")
         tag = "local-dir"
-    elif model in project_models():
-        if pretrained in (None, "embedded"):
-            weights_file = shipped_weights(model)
-            if weights_file is None:
-                raise ModelError(f"no shipped weights for {model!r}; pass --pretrained random or a weights file")
-            tag = "embedded"
-        elif pretrained == "random":
-            tag = "random"
-        else:
-            weights_file = Path(pretrained).expanduser()
-    elif pretrained in (None, "random"):
+    elif is_hub:
+        if pretrained not in (None, "hf-hub"):
+            raise ModelError(f"{model} brings its own weights; drop --pretrained {pretrained!r}")
+        tag = "hf-hub"
+    elif pretrained in tags:
+        pass
+    elif pretrained == "random":
+        tag = "random"
+    elif pretrained in (None, "embedded") and model in project_models():
+        weights_file = shipped_weights(model)
+        if weights_file is None:
+            raise ModelError(f"no shipped weights for {model!r}; pass --pretrained random or a weights file")
+        tag = "embedded"
+    elif pretrained is None:
         tag = "random"
     elif Path(pretrained).expanduser().exists() or "/" in pretrained or pretrained.endswith((".safetensors", ".bin", ".pt", ".pth")):
         weights_file = Path(pretrained).expanduser()
-    elif pretrained not in open_clip.list_pretrained_tags_by_model(model):
-        known = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
+    else:
+        known = ", ".join(tags) or "none"
         raise ModelError(f"unknown pretrained tag {pretrained!r} for {model}; known tags: {known}; or pass a weights file")
 
     if weights_file is not None and not weights_file.is_file():
         raise ModelError(f"weights file not found: {weights_file}")
 
+    weights = None
+    if weights_file is not None and tag != "embedded":
+        weights = read_weights(weights_file, file_sha256(weights_file))
     if quick_gelu is None:
-        quick_gelu = bool(tag not in (None, "random", "embedded", "local-dir") and weights_file is None
-                          and _tag_quick_gelu(model, tag)) or model.endswith("-quickgelu")
+        named = model.endswith("-quickgelu")
+        if weights is not None and weights.quick_gelu is not None:
+            quick_gelu = weights.quick_gelu
+            if quick_gelu != named:
+                want = "QuickGELU" if quick_gelu else "GELU"
+                print(f"robustprompt: warning: {weights_file} runs with {want}, not the "
+                      f"{'QuickGELU' if named else 'GELU'} that the name {model} implies: {weights.evidence} "
+                      f"(set model.quick_gelu to override)", file=sys.stderr)
+        elif tag in tags:
+            quick_gelu = _tag_quick_gelu(model, tag) or named
+        else:
+            quick_gelu = named
+    elif weights is not None and weights.quick_gelu is not None and weights.quick_gelu != quick_gelu:
+        print(f"robustprompt: warning: model.quick_gelu={quick_gelu} overrides {weights_file}, "
+              f"which says otherwise: {weights.evidence}", file=sys.stderr)
 
     try:
         # "random" weights are drawn from a fixed seed, so a random backbone is reproducible.
         with warnings.catch_warnings(), quiet_open_clip_logging(), torch.random.fork_rng(devices=[]):
             warnings.simplefilter("ignore")
             torch.manual_seed(0)
-            if is_local_dir:
-                clip = open_clip.create_model(model, device="cpu")
-            elif tag in ("random", "embedded") or weights_file is not None:
-                clip = open_clip.create_model(model, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
+            if is_local_dir or is_hub:
+                clip = open_clip.create_model(model, device="cpu", cache_dir=cache_dir)
+                quick_gelu = _uses_quick_gelu(clip)
+            elif tag in tags:
+                clip = open_clip.create_model(model, pretrained=tag, force_quick_gelu=quick_gelu, device="cpu",
+                                              cache_dir=cache_dir)
             else:
-                clip = open_clip.create_model(model, pretrained=tag, force_quick_gelu=quick_gelu, device="cpu")
+                clip = open_clip.create_model(model, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
     except (RuntimeError, OSError, ValueError) as e:
-        raise ModelError(f"could not create {model} with pretrained={pretrained!r}: {_first_line(e)}") from None
+        where = f" (not in the download cache{f' {cache_dir}' if cache_dir else ''}, and no network?)" \
+            if isinstance(e, (OSError, FileNotFoundError)) else ""
+        raise ModelError(f"could not create {model} with pretrained={pretrained!r}{where}: {_first_line(e)}") from None
 
-    if weights_file is not None:
-        load_weights_file(clip, weights_file)
+    if tag == "embedded":
+        load_weights_file(clip, weights_file, read_weights(weights_file, ""))
+    elif weights is not None:
+        load_weights_file(clip, weights_file, weights)
 
-    tokenizer = open_clip.get_tokenizer(model)
+    tokenizer = open_clip.get_tokenizer(model, cache_dir=cache_dir)
     mean, std = image_normalisation(clip)
-    identity = BackboneIdentity(
+    try:
+        backbone = PromptableCLIP(clip.float(), None, mean, std, tokenizer)
+    except TypeError as e:
+        raise ModelError(str(e)) from None
+    backbone.identity = identity = BackboneIdentity(
         model=model,
         pretrained=tag if weights_file is None or tag == "embedded" else str(weights_file),
         weights_sha256=file_sha256(weights_file) if weights_file is not None else "",
         quick_gelu=bool(quick_gelu),
         open_clip_version=open_clip.__version__,
-        embed_dim=int(clip.visual.output_dim),
-        vision_width=int(clip.visual.conv1.out_channels),
-        vision_layers=len(clip.visual.transformer.resblocks),
-        text_width=int(clip.token_embedding.embedding_dim),
-        text_layers=len(clip.transformer.resblocks),
-        image_size=int(clip.visual.image_size[0]),
+        embed_dim=int(backbone.embed_dim),
+        vision_width=backbone.vision_width,
+        vision_layers=backbone.vision_layers,
+        text_width=backbone.text_width,
+        text_layers=backbone.text_layers,
+        image_size=backbone.image_size,
+        image_tower=backbone.image_tower,
     )
-    try:
-        backbone = PromptableCLIP(clip.float(), identity, mean, std, tokenizer)
-    except TypeError as e:
-        raise ModelError(str(e)) from None
     logging.getLogger(__name__).info("loaded backbone %s", json.dumps(identity.to_dict()))
     return backbone.to(device)
 
 
-def load_weights_file(clip, path: Path) -> None:
-    from open_clip.factory import load_checkpoint
+def _uses_quick_gelu(clip) -> bool:
+    from open_clip.transformer import QuickGELU
 
+    return any(isinstance(m, QuickGELU) for m in clip.modules())
+
+
+def load_weights_file(clip, path: Path, weights) -> None:
+    """Load a file's state dict (read by `checkpoints.read_weights`) strictly into an open_clip model."""
+    persistent = set(clip.state_dict())
+    # a TorchScript archive also holds non-persistent buffers (the text tower's attn_mask)
+    transient = {n for n, _ in clip.named_buffers()} - persistent
+    state = {k: v for k, v in weights.state.items() if k not in transient}
+    ls = state.get("logit_scale")
+    if ls is not None and ls.ndim != clip.logit_scale.ndim:
+        state["logit_scale"] = ls.reshape(clip.logit_scale.shape)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = {k: v.float() for k, v in load_file(str(path)).items()}
-            clip.load_state_dict(state, strict=True)
-        else:
-            load_checkpoint(clip, str(path), strict=True, weights_only=True)
-    except Exception as e:  # a truncated file, another architecture, a pickled object
+        clip.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # another architecture
         raise ModelError(f"weights file {path} does not load into this architecture: {_first_line(e)}") from None
 
 

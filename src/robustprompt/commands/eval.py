@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--n-max", type=int, help="evaluate on a fixed seeded subset of this many test images")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json unchanged")
+    p.add_argument("--out", help="record into a copy of the run in this new folder (for a run in a read-only "
+                                 "folder, or one to keep unchanged)")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -56,9 +58,13 @@ def specs_from_args(args) -> list:
 
 def run(args) -> int:
     from ..engine.runs import describe, evaluate_run
+    from ..errors import ConfigError
+
+    if args.out and args.no_write:
+        raise ConfigError("--out and --no-write contradict each other; give one")
 
     records = evaluate_run(args.run, specs_from_args(args), device=args.device, batch_size=args.batch_size,
-                           write=not args.no_write)
+                           write=not args.no_write, out=args.out)
     for r in records:
         print(describe(r))
     return 0

@@ -36,11 +36,23 @@ def _rows(kind: str) -> list[tuple[str, str]]:
 
         return [(n, method_entry(n).description) for n in list_methods()]
     if kind == "models":
-        from ..backbone.loading import list_models, project_models, shipped_weights
+        from ..backbone.loading import image_tower_of, list_models, project_models, shipped_weights
+        from ..methods.registry import TOWER_NAMES, list_methods, methods_for_tower
 
         own = set(project_models())
-        return [(n, ("project model" + (", weights shipped" if shipped_weights(n) else ", random init only"))
-                 if n in own else "open_clip") for n in list_models()]
+        every = len(list_methods())
+        supports = {t: ("all methods" if len(methods_for_tower(t)) == every else ", ".join(methods_for_tower(t)))
+                    for t in TOWER_NAMES}
+
+        def describe(n: str) -> str:
+            origin = ("project model" + (", weights shipped" if shipped_weights(n) else ", random init only")
+                      if n in own else "open_clip")
+            tower = image_tower_of(n)
+            if tower is None:
+                return f"{origin}; not supported (its towers are not open_clip's CLIP ViT/ResNet with EOT pooling)"
+            return f"{origin}; {TOWER_NAMES[tower]} image tower: {supports[tower]}"
+
+        return [(n, describe(n)) for n in list_models()]
     if kind == "datasets":
         from ..data.registry import dataset_entry, list_datasets
 

@@ -207,6 +207,7 @@ def prepare_dataset(
     seed: int,
     split: str = "all",
     cache_dir: str | Path | None = None,
+    eval_only: bool = False,
 ) -> DatasetSplits:
     """Build dataset `name` from `root`, take K shots per class (seeded), keep base/novel/all classes.
 
@@ -215,6 +216,8 @@ def prepare_dataset(
     datasets that need none. shots: K train images per class (val gets min(K, 4)); <= 0 keeps
     all. seed: the sampling seed. split: "all", "base" or "novel" classes (METHODS.md).
     cache_dir: where to keep the sampled lists as JSON (none when None).
+    eval_only: the data is used only for testing (not the data a run trained on): a user's tree
+    without its own split is then all test images, so one image per class is enough.
     Every problem with the data is a one-line DataError.
     """
     which = _check_subset(split)
@@ -227,7 +230,7 @@ def prepare_dataset(
         root_path = Path(os.path.abspath(os.path.expanduser(str(root))))
         if not root_path.exists():
             raise DataError(f"data root does not exist: {root_path}")
-    ds = entry.builder(root_path)
+    ds = entry.builder(root_path, eval_only=True) if eval_only and entry.eval_only else entry.builder(root_path)
     if shots > 0 and ds.train:
         ds = _sample_cached(ds, name, root_path, int(shots), int(seed), cache_dir)
     return subsample_classes(ds, which)

@@ -11,7 +11,8 @@ ImageFolder (`--dataset imagefolder --data-root TREE`), first rule that applies:
 4. Otherwise TREE holds one sub-folder per class and each class is split 50% train / 20% val /
    30% test: sorted file names, shuffled by `random.Random(1)` (one RNG, classes in label order),
    val = round(0.2 n) and test = round(0.3 n), each at least 1, train the rest (so every class
-   needs at least 3 images).
+   needs at least 3 images). A tree used only to test a trained run (`eval RUN --dataset
+   imagefolder --data-root TREE`, not the run's own data) is all test: one image per class is enough.
 
 In every class folder (searched recursively) hidden files are skipped and image files
 (`IMAGE_EXTENSIONS`) are read; any other file is an error that names it, and so is a class folder
@@ -143,6 +144,7 @@ def make_split(
     val_frac: float = DEFAULT_VAL_FRAC,
     ignore: Sequence[str] = (),
     name: str = "imagefolder",
+    eval_only: bool = False,
 ) -> DatasetSplits:
     """Read an ImageFolder tree into train / val / test (rules 3 and 4 of this module's doc)."""
     tree = Path(os.path.abspath(os.path.expanduser(str(tree))))
@@ -163,6 +165,8 @@ def make_split(
                     recs.extend((p, labels[raw], raw) for p in paths)
                 records[split] = recs
         records = complete_splits(records, seed=seed, val_frac=val_frac, source=str(tree))
+    elif eval_only:
+        records = {"test": [(p, y, raw) for y, (raw, paths) in enumerate(scan_tree(tree, ignore)) for p in paths]}
     else:
         groups = [(y, raw, paths) for y, (raw, paths) in enumerate(scan_tree(tree, ignore))]
         records = split_per_class(
@@ -174,8 +178,9 @@ def make_split(
 @register_dataset(
     "imagefolder",
     description="your own images, one folder per class (train/ val/ test/ optional); root = the tree or a split .json",
+    eval_only=True,
 )
-def build_imagefolder(root: Path) -> DatasetSplits:
+def build_imagefolder(root: Path, eval_only: bool = False) -> DatasetSplits:
     root = require_root(root, "imagefolder")
     if root.is_file():
         if root.suffix.lower() != ".json":
@@ -183,7 +188,7 @@ def build_imagefolder(root: Path) -> DatasetSplits:
         return read_split_json(root, root.parent, name="imagefolder")
     if (root / SPLIT_FILE).is_file():
         return read_split_json(root / SPLIT_FILE, root, name="imagefolder")
-    return make_split(root)
+    return make_split(root, eval_only=eval_only)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,8 +270,9 @@ def _name_rows(rows: list[_Row], names: list[str] | None, source: Path) -> list[
 @register_dataset(
     "csv",
     description="your own image list: path,label[,classname][,split] rows; root = the .csv or a folder with train.csv",
+    eval_only=True,
 )
-def build_csv(root: Path) -> DatasetSplits:
+def build_csv(root: Path, eval_only: bool = False) -> DatasetSplits:
     root = require_root(root, "csv")
     if root.is_dir():
         if (root / "train.csv").is_file():
@@ -300,6 +306,8 @@ def build_csv(root: Path) -> DatasetSplits:
                 records[split] = [(p, y, c) for p, y, c, s, _ in rows if s == split]
             if not records["train"]:
                 raise DataError(f"{f}: no row has split 'train'")
+        elif eval_only:
+            records = {"test": [(p, y, c) for p, y, c, _, _ in rows]}
         else:
             # Validate labels and names first, so the split below sees consistent classes.
             assemble("csv", {"train": [(p, y, c) for p, y, c, _, _ in rows]}, source)

@@ -16,16 +16,18 @@ class DatasetEntry:
     builder: Callable[[Path | None], DatasetSplits]
     needs_root: bool
     description: str
+    eval_only: bool = False  # the builder takes `eval_only=True`: a tree used only for testing is all test
 
 
 _DATASETS: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name: str, *, needs_root: bool = True, description: str = ""):
+def register_dataset(name: str, *, needs_root: bool = True, description: str = "", eval_only: bool = False):
     def deco(fn):
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} registered twice")
-        _DATASETS[name] = DatasetEntry(name, fn, needs_root, description or (fn.__doc__ or "").strip().split("\n")[0])
+        _DATASETS[name] = DatasetEntry(name, fn, needs_root, description or (fn.__doc__ or "").strip().split("\n")[0],
+                                       eval_only)
         return fn
 
     return deco

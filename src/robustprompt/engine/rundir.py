@@ -97,6 +97,16 @@ class RunDir:
     def complete(self) -> bool:
         return (self.path / PROMPT).is_file() and (self.path / RESULTS).is_file()
 
+    def writable(self) -> bool:
+        """Whether files can be created here (probed: a read-only mount passes os.access for root)."""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".probe.")
+        except OSError:
+            return False
+        os.close(fd)
+        os.unlink(tmp)
+        return True
+
     def require(self) -> "RunDir":
         if not self.path.is_dir():
             raise RobustPromptError(f"run directory not found: {self.path}")

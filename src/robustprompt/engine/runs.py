@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import replace
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -11,10 +13,10 @@ import torch
 from ..backbone import load_backbone
 from ..config import RunConfig, from_dict
 from ..data import prepare_dataset
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RobustPromptError
 from ..methods.registry import create_method, method_config
 from .evaluate import EvalSpec, evaluate
-from .rundir import RunDir
+from .rundir import CONFIG, LOG, PROMPT, RESULTS, RunDir
 from .train import versions
 
 
@@ -43,14 +45,21 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", *, backbone=N
 
 
 def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, device: str | torch.device = "cpu",
-                 batch_size: int | None = None, write: bool = True, **spec_fields) -> list[dict]:
+                 batch_size: int | None = None, write: bool = True, out: str | Path | None = None,
+                 **spec_fields) -> list[dict]:
     """Evaluate a run under each spec (default: clean accuracy on its own split) and record the results.
 
     `evaluate_run(run, split="novel")` is shorthand for `evaluate_run(run, [EvalSpec(split="novel")])`.
+    `out`: record into a copy of the run made there (a run in a read-only folder, or one to keep as it is).
     """
     specs = list(specs) if specs else [EvalSpec(**spec_fields)]
-    cfg, method = load_run(path, device)
-    run = RunDir(path)
+    run = RunDir(path).require()
+    if write and out is not None:
+        run = copy_run(run, RunDir(out))
+    elif write and not run.writable():
+        raise RobustPromptError(f"run directory {run.path} is not writable; pass --out DIR to record the "
+                                "results in a copy of the run there, or --no-write to print them only")
+    cfg, method = load_run(run.path, device)
     header = {"backbone": method.backbone.identity.to_dict(), "versions": versions()}
     prepared: dict[tuple, object] = {}
     records = []
@@ -60,13 +69,13 @@ def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, devic
     with run.lock() if write else nullcontext():
         for spec in specs:
             dataset = spec.dataset or cfg.data.dataset
-            same = dataset == cfg.data.dataset
-            root = spec.root if spec.root is not None else (cfg.data.root if same else None)
+            root = spec.root if spec.root is not None else (cfg.data.root if dataset == cfg.data.dataset else None)
+            same = dataset == cfg.data.dataset and _same_path(root, cfg.data.root)  # the data it trained on
             split = spec.split or cfg.data.split
             key = (dataset, root, split)
             if key not in prepared:
                 prepared[key] = prepare_dataset(dataset, root, shots=cfg.data.shots if same else 0, seed=cfg.seed,
-                                                split=split)
+                                                split=split, eval_only=not same)
             record = evaluate(method, prepared[key], replace(spec, split=split), seed=cfg.seed,
                               batch_size=batch_size or cfg.train.eval_batch_size, device=device,
                               precision=cfg.train.precision)
@@ -76,6 +85,27 @@ def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, devic
                 run.add_records(header, [record])
                 run.log("eval " + describe(record))
     return records
+
+
+def _same_path(a, b) -> bool:
+    if a is None or b is None or str(a) == "" or str(b) == "":
+        return (a or None) == (b or None)
+    return os.path.abspath(os.path.expanduser(str(a))) == os.path.abspath(os.path.expanduser(str(b)))
+
+
+def copy_run(src: RunDir, dst: RunDir) -> RunDir:
+    """Copy a run's files (config, prompt, results, log; not its checkpoint) into a new or empty folder."""
+    if dst.path.exists() and (not dst.path.is_dir() or any(dst.path.iterdir())):
+        raise RobustPromptError(f"--out {dst.path} already exists and is not empty; choose another")
+    try:
+        dst.path.mkdir(parents=True, exist_ok=True)
+        for name in (CONFIG, PROMPT, RESULTS, LOG):
+            if (src / name).is_file():
+                shutil.copy2(src / name, dst / name)
+    except OSError as e:
+        shutil.rmtree(dst.path, ignore_errors=True)
+        raise RobustPromptError(f"cannot write --out {dst.path}: {e.strerror}") from None
+    return dst
 
 
 def describe(r: dict) -> str:

@@ -10,9 +10,10 @@ from ..config import TrainConfig
 
 
 def lr_at_epoch(cfg: TrainConfig, epoch: int) -> float:
-    if epoch < cfg.warmup_epochs:
+    warmup = cfg.effective_warmup_epochs
+    if epoch < warmup:
         return cfg.warmup_lr
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / cfg.epochs))
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * (epoch - warmup) / cfg.epochs))
 
 
 def build_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -116,9 +116,13 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str 
         try:
             with sigterm_as_interrupt(), run.lock():
                 return _train_locked(run, setup, resume, stop_after_epochs, dist)
-        except BaseException:
-            if dist.is_main and created and not (run / CHECKPOINT).is_dir():
-                shutil.rmtree(run.path, ignore_errors=True)  # nothing worth keeping: no half-written run
+        except BaseException as e:
+            # A run this call created is removed when it failed on bad input (a corrupt image met after
+            # the first checkpoint, in the final evaluation...): resuming cannot mend it. An interrupted
+            # run keeps its checkpoint for --resume; with none yet there is nothing worth keeping.
+            bad_input = isinstance(e, RobustPromptError)
+            if dist.is_main and created and (bad_input or not (run / CHECKPOINT).is_dir()):
+                shutil.rmtree(run.path, ignore_errors=True)
             raise
     finally:
         distributed.shutdown(dist)

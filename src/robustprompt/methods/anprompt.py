@@ -146,6 +146,8 @@ def wa_loss(z_noise: Tensor, z_cls: Tensor, scale_grad: bool = False) -> Tensor:
 class ANPrompt(Method):
     """ANPrompt: k-means noise prompts + learnable tokens in the deep layers of both towers, NRVPP, WALoss."""
 
+    image_towers = ("vit",)  # prompts enter the image transformer's layers
+
     def __init__(self, backbone, classnames, template, config: ANPromptConfig):
         super().__init__(backbone, classnames, template, config)
         bb = backbone

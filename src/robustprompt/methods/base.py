@@ -39,6 +39,8 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
     text_only: ClassVar[bool] = False
+    # image towers the method runs on: ("vit",) for methods that edit the image tower's layers
+    image_towers: ClassVar[tuple[str, ...]] = ("vit", "resnet")
 
     def __init__(self, backbone: PromptableCLIP, classnames: list[str], template: str, config):
         super().__init__()

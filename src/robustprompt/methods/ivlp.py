@@ -39,6 +39,8 @@ class DeepVLPrompting(Method):
     refined variants): a `DeepTextPrompt` as `self.text_prompt`; subclasses say which edits each
     tower gets by overriding `text_edits` / `vision_edits` (add refiners or collected layers there)."""
 
+    image_towers = ("vit",)  # prompts enter the image transformer's layers
+
     text_prompt: DeepTextPrompt
 
     def text_edits(self) -> TowerEdits:

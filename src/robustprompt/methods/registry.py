@@ -21,6 +21,7 @@ class MethodEntry:
 
 
 _METHODS: dict[str, MethodEntry] = {}
+TOWER_NAMES = {"vit": "ViT", "resnet": "ResNet"}
 
 
 def register_method(name: str, config_cls: type):
@@ -34,6 +35,11 @@ def register_method(name: str, config_cls: type):
         return cls
 
     return deco
+
+
+def methods_for_tower(tower: str) -> list[str]:
+    """The registered methods that run on an image tower of this kind ("vit" or "resnet")."""
+    return [n for n in list_methods() if tower in _METHODS[n].cls.image_towers]
 
 
 def list_methods(pattern: str = "*") -> list[str]:
@@ -61,6 +67,12 @@ def create_method(name: str, backbone, classnames: list[str], template: str, con
         config = method_config(name, config)
     elif not isinstance(config, entry.config_cls):
         raise ConfigError(f"method {name!r} needs a {entry.config_cls.__name__}, got {type(config).__name__}")
+    if backbone.image_tower not in entry.cls.image_towers:
+        fits = ", ".join(methods_for_tower(backbone.image_tower))
+        raise ConfigError(f"method {name!r} prompts the image tower's layers and supports "
+                          f"{' and '.join(TOWER_NAMES[t] for t in entry.cls.image_towers)} image towers only; "
+                          f"{backbone.identity.model} has a {TOWER_NAMES[backbone.image_tower]} image tower "
+                          f"(methods that run on it: {fits})")
     try:
         method = entry.cls(backbone, list(classnames), template, config)
         method.to(backbone.device)  # new parameters are made on the CPU; the backbone may be elsewhere
