@@ -1,4 +1,4 @@
-"""Quality bars of the embedded model (issue 4), measured on CPU in about a minute.
+"""Quality bars of the embedded model, measured on CPU in about a minute.
 
     .venv/bin/python bench/embedded_quality.py [--weights PATH] [--fast] [--json OUT]
 

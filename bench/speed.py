@@ -1,4 +1,4 @@
-"""Speed of robustprompt against plain open_clip and against the machine's own limit (issue 7).
+"""Speed of robustprompt against plain open_clip and against the machine's own limit.
 
     .venv/bin/python bench/speed.py [--models ViT-B-32,ViT-B-16,robustprompt-tiny] [--quick]
                                     [--tiny-pretrained PATH|random] [--device cpu] [--threads N]

@@ -299,6 +299,7 @@ def test_adversarial_presets_load():
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size) == ("sgd", 0.0035, 32)
 
 
+@pytest.mark.slow
 def test_adversarial_training_lowers_attack_success(colours, tmp_path):
     """IVLP on coloured squares, PGD at 16/255: adversarial training (AdvIVLP's engine path) keeps more
     images correct under attack than clean training does, at the same clean accuracy. The tiny random

@@ -6,7 +6,8 @@ from robustprompt.backbone import LayerEdit, TowerEdits, load_backbone
 from robustprompt.errors import ModelError
 
 
-@pytest.mark.parametrize("name", ["robustprompt-test", "ViT-B-32", "ViT-B-16"])
+@pytest.mark.parametrize("name", ["robustprompt-test", pytest.param("ViT-B-32", marks=pytest.mark.slow),
+                                  pytest.param("ViT-B-16", marks=pytest.mark.slow)])
 def test_no_edits_equals_open_clip(name):
     torch.manual_seed(0)
     bb = load_backbone(name, "random")
@@ -196,7 +197,7 @@ def test_openai_tag_sets_quick_gelu():
     assert _tag_quick_gelu("ViT-B-16", "laion2b_s34b_b88k") is False
 
 
-@pytest.mark.parametrize("name", ["robustprompt-test", "ViT-B-32"])
+@pytest.mark.parametrize("name", ["robustprompt-test", pytest.param("ViT-B-32", marks=pytest.mark.slow)])
 def test_contiguous_block_computes_open_clips_block(name, monkeypatch):
     """The CPU bf16 path (backbone.clip.block_contiguous) is open_clip's block: in fp32 it matches it
     to float rounding, forward and backward, with and without the causal mask; under CPU bf16 autocast

@@ -63,6 +63,7 @@ def tree(tmp_path_factory):
     ("ivlp", []),
     ("coop", ["--set", "train.cache_image_features=true", "--set", "method_cfg.n_ctx=4"]),
 ])
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tree, tmp_path, method, extra):
     # 16 training images (4 classes x 4 shots), global batch 4 = 2 per process, no augmentation: every
     # global batch holds the same images as the single-process batch, so only float rounding differs.

@@ -111,6 +111,7 @@ def test_eval_noise_and_attacks_records(tree, tmp_path, capsys):
     assert "sanity" not in by[("noise_acc", "gaussian:0.05", None)]
 
 
+@pytest.mark.slow
 def test_eval_autoattack_on_subset(tree, tmp_path):
     from robustprompt.engine.evaluate import EvalSpec
 

@@ -70,6 +70,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_run_resumes_to_identical_results(tree, reference, tmp_path, sig):
     from robustprompt.engine.checkpoint import load_training_state
@@ -162,7 +163,14 @@ def test_nothing_is_unpickled():
     assert not _offences("torch.load(f,\n  weights_only=True)\nyaml.safe_load(t)\nnp.load(p)\n", "ok")
     files = sorted(SRC.rglob("*.py"))
     assert len(files) > 20
-    offences = [o for path in files for o in _offences(path.read_text(), path.relative_to(SRC.parent))]
+    # The one exception: the TorchScript archive reader, whose Unpickler resolves no global outside
+    # a fixed list (test_checkpoints.py: a pickled os.system is refused and never runs).
+    restricted = SRC / "backbone" / "checkpoints.py"
+    text = restricted.read_text()
+    assert "def find_class" in text and 'raise pickle.UnpicklingError(f"refusing pickled global' in text
+    assert _offences(text, "x") == ["x: import pickle"]
+    offences = [o for path in files if path != restricted
+                for o in _offences(path.read_text(), path.relative_to(SRC.parent))]
     assert not offences, offences
 
 

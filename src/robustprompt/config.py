@@ -162,6 +162,10 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     eval_batch_size: int = 256
     grad_clip: Optional[float] = None
+    class_chunk: int = field(default=256, metadata={
+        "help": "with more training classes than this, encode the class side in chunks of this many under "
+                "activation checkpointing: memory of one chunk, one more text forward per step "
+                "(docs/performance.md, class count); 0 = all classes at once"})
     cache_image_features: Union[Literal["auto"], bool] = field(default="auto", metadata={
         "help": "text-only methods (CoOp, KgCoOp, AdvPT): compute the frozen image tower's training features "
                 "once and reuse them every epoch. Valid only when every epoch sees the same images: "
@@ -179,6 +183,7 @@ class TrainConfig:
         check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         check(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        check(self.class_chunk >= 0, f"class_chunk must be >= 0, got {self.class_chunk}")
 
     @property
     def effective_warmup_epochs(self) -> int:

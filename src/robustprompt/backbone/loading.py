@@ -185,9 +185,7 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
             if isinstance(e, (OSError, FileNotFoundError)) else ""
         raise ModelError(f"could not create {model} with pretrained={pretrained!r}{where}: {_first_line(e)}") from None
 
-    if tag == "embedded":
-        load_weights_file(clip, weights_file, read_weights(weights_file, ""))
-    elif weights is not None:
+    if weights_file is not None:
         load_weights_file(clip, weights_file, weights)
 
     tokenizer = open_clip.get_tokenizer(model, cache_dir=cache_dir)
@@ -220,8 +218,9 @@ def _uses_quick_gelu(clip) -> bool:
     return any(isinstance(m, QuickGELU) for m in clip.modules())
 
 
-def load_weights_file(clip, path: Path, weights) -> None:
-    """Load a file's state dict (read by `checkpoints.read_weights`) strictly into an open_clip model."""
+def load_weights_file(clip, path: Path, weights=None) -> None:
+    """Load a weights file (or what `checkpoints.read_weights` read from it) strictly into an open_clip model."""
+    weights = weights if weights is not None else read_weights(Path(path), "")
     persistent = set(clip.state_dict())
     # a TorchScript archive also holds non-persistent buffers (the text tower's attn_mask)
     transient = {n for n, _ in clip.named_buffers()} - persistent

@@ -156,7 +156,7 @@ def step_loss(method, cfg: RunConfig, cached: bool, x, labels) -> tuple:
     """(loss, stats) of one training step on images `x`, or on their cached training features."""
     device = labels.device
     with autocast(cfg.train.precision, device):
-        ctx = method.class_context()
+        ctx = method.class_context(chunk=cfg.train.class_chunk)
     adv_images = adversarial_images(method, x, labels, ctx, cfg.adv) if cfg.adv.enabled else None  # never cached
     with autocast(cfg.train.precision, device):
         if cached:

@@ -62,10 +62,24 @@ class Method(nn.Module):
         """(B, E) the image side of the training loss of a text-only method (default: `image_features`)."""
         return self.image_features(images)
 
+    @property
+    def classes_independent(self) -> bool:
+        """Whether each class's features depend only on its own name (so classes may be encoded in chunks)."""
+        return True
+
     # ---- shared machinery
-    def class_context(self, classnames=None) -> TextContext:
+    def class_context(self, classnames=None, chunk: int = 0) -> TextContext:
+        """`chunk` > 0: with gradients on and more classes than `chunk`, encode them `chunk` at a time under
+        activation checkpointing, so training memory holds one chunk's activations (one more text forward)."""
         names = tuple(classnames) if classnames is not None else self.classnames
-        return TextContext(F.normalize(self.class_features(names), dim=-1), names, names == self.classnames)
+        if chunk and len(names) > chunk and torch.is_grad_enabled() and self.classes_independent:
+            from torch.utils.checkpoint import checkpoint
+
+            features = torch.cat([checkpoint(self.class_features, names[i : i + chunk], use_reentrant=False)
+                                  for i in range(0, len(names), chunk)])
+        else:
+            features = self.class_features(names)
+        return TextContext(F.normalize(features, dim=-1), names, names == self.classnames)
 
     def logits_from_features(self, image_features: Tensor, ctx: TextContext) -> Tensor:
         return self.backbone.logit_scale * F.normalize(image_features, dim=-1) @ ctx.features.t()

@@ -35,6 +35,10 @@ class CoOp(Method):
         self.prompt = TextContextPrompt(backbone, config.n_ctx, config.ctx_init, config.class_specific,
                                         len(classnames), config.init_std)
 
+    @property
+    def classes_independent(self) -> bool:
+        return not self.config.class_specific  # CSC: class i's context is found by its position in the list
+
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
         emb, eot = self.prompt.embeddings(classnames)
         return self.backbone.text(emb, eot).features
