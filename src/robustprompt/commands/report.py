@@ -15,6 +15,8 @@ Run directories (config.yaml + results.json) are found recursively. Runs that ag
 training dataset, training split, shots and backbone are seeds of one setting: their metrics are
 averaged (mean +- sample std). Base-to-novel HM = 2BN/(B+N) is computed per seed, then averaged.
 A metric that no run recorded is left blank.
+
+  robustprompt report runs/ --compare anprompt,maple   # paired: A - B, 95% interval, verdict on A > B
 """
 
 
@@ -32,13 +34,31 @@ def register(sub) -> None:
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                    help="draw PNG plots with matplotlib (default: on)")
     p.add_argument("--title", default="robustprompt report", help="title of the report")
+    p.add_argument("--compare", action="append", metavar="A,B", default=[],
+                   help="paired comparison of two methods (labels as in the tables), repeatable: per dataset "
+                        "and evaluation, A - B with its 95%% interval (bootstrap over seeds and test images) "
+                        "and a verdict on the claim A > B: established, refuted or not established")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..errors import ConfigError
     from ..report import build_report
+    from ..report.compare import format_rows
 
-    result = build_report(args.dirs, args.out, tables=args.table, plots=args.plots, title=args.title)
+    pairs = []
+    for item in args.compare:
+        names = [x.strip() for x in item.split(",")]
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            raise ConfigError(f"--compare expects two different methods A,B; got {item!r}")
+        pairs.append((names[0], names[1]))
+    result = build_report(args.dirs, args.out, tables=args.table, plots=args.plots, title=args.title, compare=pairs)
+    for (a, b), (rows, notes) in result.comparisons.items():
+        print(f"{a} against {b} (paired; claim: {a} > {b})")
+        print(format_rows(rows, a, b) if rows else "no paired evaluations")
+        for n in notes:
+            print(f"note: {n}")
+        print()
     for w in result.warnings:
         print(f"warning: {w}")
     for name, table in result.tables.items():

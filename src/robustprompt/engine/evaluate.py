@@ -6,6 +6,7 @@ classifier that attacks see, so no attack step ever recomputes them. Attacks run
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -76,6 +77,16 @@ def subset(items, n_max: int | None, seed: int):
     return [items[i] for i in keep]
 
 
+def items_digest(items) -> str:
+    """sha256 naming a list of test images (label and the last two path parts, or the in-memory row), so
+    that two records can be paired image by image only when they were measured on the same images."""
+    import hashlib
+
+    lines = [f"{d.label}\t{'/'.join(d.path.replace(os.sep, '/').split('/')[-2:]) if d.path else f'#{d.key}'}"
+             for d in items]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_size: int = 256,
              device="cpu", precision: str = "fp32", dist=None) -> dict:
     """A results.json record for `spec` on the test split of `data` (a DatasetSplits).
@@ -96,6 +107,7 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     with torch.no_grad(), autocast(precision, device):
         ctx = method.class_context(classnames)
     items = subset(data.test, spec.n_max, seed)
+    all_items = items
     if dist is not None and dist.enabled:
         items = dist.shard(items)
     noise_gen = generator(derive_seed(seed, "noise", spec.noise))
@@ -104,6 +116,7 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
         return method(x, ctx)
 
     correct = n = 0
+    flags: list[str] = []  # per test image, in `items` order: "1" correct, "0" not
     extra: dict = {}
     sanity = None
     loader = eval_loader(items, data.images, method.backbone.image_size, batch_size)
@@ -130,13 +143,21 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             sanity = _sanity(classifier, x_clean, y, spec.eps, aa_report, seed)
         with torch.no_grad(), autocast(precision if spec.attack is None else "fp32", device):
             pred = classifier(x).argmax(-1)
-        correct += (pred == y).sum().item()
+        hit = (pred == y).cpu()
+        correct += int(hit.sum())
         n += len(y)
+        flags.extend("1" if h else "0" for h in hit.tolist())
+    per_image = "".join(flags)
     if dist is not None and dist.enabled:
         correct, n = (int(v) for v in dist.sum(correct, n))
+        merged = [""] * len(all_items)
+        for rank, part in enumerate(dist.gather_objects(per_image)):  # rank r holds items r, r+W, ...
+            merged[rank :: dist.world_size] = list(part)
+        per_image = "".join(merged)
         if spec.attack == "autoattack":
             extra = _gather_aa_reports(dist, extra)
-    record = {"dataset": data.name, "split": spec.split, "metric": spec.metric, "value": correct / max(n, 1), "n": n}
+    record = {"dataset": data.name, "split": spec.split, "metric": spec.metric, "value": correct / max(n, 1), "n": n,
+              "correct": per_image, "items_sha256": items_digest(all_items)}
     if noise is not None:
         record["noise"] = noise.name
     if spec.attack:

@@ -35,6 +35,7 @@ class ReportResult:
     files: list[Path] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    comparisons: dict = field(default_factory=dict)  # (A, B) -> (rows, notes), see report/compare.py
 
     @property
     def html(self) -> Path:
@@ -59,8 +60,9 @@ def _check_out(out: Path) -> None:
 
 
 def build_report(paths, out: str | Path | None = None, *, tables=TABLES, plots: bool = True,
-                 title: str = "robustprompt report") -> ReportResult:
-    """Find the runs under `paths`, aggregate them and write the report into `out` (default: paths[0]/report)."""
+                 title: str = "robustprompt report", compare: list[tuple[str, str]] = ()) -> ReportResult:
+    """Find the runs under `paths`, aggregate them and write the report into `out` (default: paths[0]/report).
+    `compare`: pairs of methods (A, B) compared image by image (report/compare.py)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [Path(p).expanduser() for p in paths]
@@ -74,6 +76,9 @@ def build_report(paths, out: str | Path | None = None, *, tables=TABLES, plots: 
     _check_out(out)
     found = collect(paths, skip=out)
     built = build_tables(found.runs, names)
+    from .compare import comparison_rows, markdown_rows
+
+    comparisons = {(a, b): comparison_rows(found.runs, a, b) for a, b in compare}
     figures = []
     if plots:
         try:
@@ -91,6 +96,8 @@ def build_report(paths, out: str | Path | None = None, *, tables=TABLES, plots: 
         if not table.empty:
             contents[f"{name}.md"] = (to_markdown(table, level=1) + "\n").encode()
             contents[f"{name}.csv"] = to_csv(table).encode()
+    for (a, b), (rows, notes) in comparisons.items():
+        md += [f"## {a} against {b} (paired)", "", markdown_rows(rows, a, b), ""] + [f"- {n}" for n in notes] + [""]
     if figures:
         md += ["## Figures", ""] + [f"![{f.title}](plots/{f.name}.png)\n" for f in figures]
     if found.warnings:
@@ -98,7 +105,7 @@ def build_report(paths, out: str | Path | None = None, *, tables=TABLES, plots: 
     contents["report.md"] = "\n".join(md).encode()
     for f in figures:
         contents[f"plots/{f.name}.png"] = f.png
-    contents["report.html"] = render_html(title, found, built, figures, paths).encode()
+    contents["report.html"] = render_html(title, found, built, figures, paths, comparisons).encode()
 
     from ..engine.rundir import atomic_write_bytes
 
@@ -111,4 +118,4 @@ def build_report(paths, out: str | Path | None = None, *, tables=TABLES, plots: 
     except OSError as e:
         raise RobustPromptError(f"report: cannot write into {out}: {e.strerror or e}") from None
     return ReportResult(out=out, runs=[r.path for r in found.runs], tables=built, files=written,
-                        figures=[f.name for f in figures], warnings=found.warnings)
+                        figures=[f.name for f in figures], warnings=found.warnings, comparisons=comparisons)

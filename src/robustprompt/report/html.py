@@ -38,7 +38,36 @@ def _figure(f) -> str:
             f"<figcaption>{t}</figcaption></figure>\n")
 
 
-def render_html(title: str, collection, tables, figures, paths) -> str:
+def _comparisons_html(comparisons) -> list[str]:
+    from .compare import signed_points
+
+    e = html.escape
+    parts = []
+    for (a, b), (rows, notes) in comparisons.items():
+        parts.append(f"<h2 id='compare-{e(a)}-{e(b)}'>{e(a)} against {e(b)} (paired)</h2>")
+        parts.append("<p class='note'>Difference of accuracy (points) with its 95% interval from a paired "
+                     "two-level bootstrap over seeds and test images; the verdict on the claim "
+                     f"&ldquo;{e(a)} &gt; {e(b)}&rdquo; reads the interval.</p>")
+        head = ["scope", "evaluation", "split", a, b, f"{a} - {b}", "95% CI", "verdict", "seeds", "images"]
+        parts.append("<div class='scroll'><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head)
+                     + "</tr></thead><tbody>")
+        for r in rows:
+            c = r.result
+            cls = " class='avg'" if r.scope.startswith("average") else ""
+            cells = [e(r.scope), e(r.evaluation), e(r.split)]
+            nums = [f"{100 * c.a:.2f}", f"{100 * c.b:.2f}", signed_points(c.diff),
+                    f"[{signed_points(c.low)}, {signed_points(c.high)}]"]
+            parts.append(f"<tr{cls}>" + "".join(f"<td>{x}</td>" for x in cells)
+                         + "".join(f"<td class='num'>{x}</td>" for x in nums)
+                         + f"<td>{e(c.verdict)}</td><td class='num'>{c.n_seeds}</td>"
+                         + f"<td class='num'>{c.n_images}</td></tr>")
+        parts.append("</tbody></table></div>")
+        if notes:
+            parts.append("<ul>" + "".join(f"<li class='warn'>{e(n)}</li>" for n in notes) + "</ul>")
+    return parts
+
+
+def render_html(title: str, collection, tables, figures, paths, comparisons=None) -> str:
     e = html.escape
     runs = collection.runs
     methods = sorted({r.protocol.method for r in runs})
@@ -58,6 +87,7 @@ def render_html(title: str, collection, tables, figures, paths) -> str:
         for f in figures:
             if any(f.name.startswith(prefix) for prefix in FIGURES_FOR.get(name, ())):
                 parts.append(_figure(f))
+    parts += _comparisons_html(comparisons or {})
     if collection.warnings:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{e(w)}</li>" for w in collection.warnings)
                      + "</ul>")

@@ -1,0 +1,122 @@
+"""`report --compare A,B`: paired comparisons of two methods over the same runs (report/stats.py).
+
+Runs pair when they agree on training dataset, training split, shots, backbone and seed, and their
+evaluation records were measured on the same test images (`items_sha256`). One row per training
+dataset and evaluation (metric, split; eps, steps or noise where set), an HM row where base and
+novel accuracy were both measured, and one "average" row per evaluation kind over the datasets
+evaluated in-domain (the evaluation's dataset is the training dataset). The claim tested is
+"A > B"; the verdict reads the 95% interval of A - B.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import RobustPromptError
+from .collect import Run
+from .stats import Cell, Comparison, compare, flags
+
+VARIANT_KEYS = ("metric", "attack", "eps", "steps", "noise")
+
+
+@dataclass
+class ComparisonRow:
+    scope: str  # a training dataset, or "average of K"
+    evaluation: str  # e.g. "clean_acc", "pgd_acc eps=1/255 steps=100", "noise_acc noise=gaussian:0.05"
+    split: str  # base | novel | all | HM
+    result: Comparison
+
+
+def _variant(r: dict) -> tuple:
+    return tuple(str(r.get(k)) if r.get(k) is not None else "" for k in VARIANT_KEYS)
+
+
+def _describe_variant(v: tuple) -> str:
+    metric, attack, eps, steps, noise = v
+    parts = [metric] + [f"{k}={x}" for k, x in (("eps", eps), ("steps", steps if attack else ""), ("noise", noise)) if x]
+    return " ".join(parts)
+
+
+def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> tuple[list[ComparisonRow], list[str]]:
+    """(rows, notes on what could not be paired)."""
+    methods = {r.protocol.method for r in runs}
+    for m in (a, b):
+        if m not in methods:
+            raise RobustPromptError(f"report --compare: no runs of {m!r}; methods found: {', '.join(sorted(methods))}")
+    by_setting: dict[tuple, dict[str, dict[str, Run]]] = defaultdict(lambda: defaultdict(dict))
+    for r in runs:
+        if r.protocol.method in (a, b):
+            p = r.protocol
+            by_setting[(p.dataset, p.train_split, p.shots, p.backbone)][p.method][r.seed] = r
+    notes: list[str] = []
+    # (train dataset, eval dataset, variant) -> split -> (cell A, cell B)
+    cells: dict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    for setting, by_method in sorted(by_setting.items()):
+        seeds = sorted(set(by_method.get(a, {})) & set(by_method.get(b, {})))
+        if not seeds:
+            continue
+        recs = {m: [{(rec["dataset"], _variant(rec), rec["split"]): rec for rec in by_method[m][s].evaluations}
+                    for s in seeds] for m in (a, b)}
+        keys = set.intersection(*(set(d) for m in (a, b) for d in recs[m]))
+        for key in sorted(keys):
+            pair = [[recs[m][i][key] for i in range(len(seeds))] for m in (a, b)]
+            digests = {rec.get("items_sha256") for side in pair for rec in side}
+            arrays = [[flags(rec) for rec in side] for side in pair]
+            if any(x is None for side in arrays for x in side):
+                notes.append(f"{setting[0]} {_describe_variant(key[1])} {key[2]}: no per-image results in some "
+                             "runs (evaluated before they were kept); re-run `robustprompt eval` to pair them")
+                continue
+            if len(digests) != 1:
+                notes.append(f"{setting[0]} {_describe_variant(key[1])} {key[2]}: the runs were tested on "
+                             "different images; not paired")
+                continue
+            cells[(setting[0], key[0], key[1])][key[2]] = (np.stack(arrays[0]), np.stack(arrays[1]))
+    rows: list[ComparisonRow] = []
+    pooled: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)
+    for (train_ds, eval_ds, variant), splits in sorted(cells.items()):
+        scope = train_ds if train_ds == eval_ds else f"{train_ds} -> {eval_ds}"
+        desc = _describe_variant(variant)
+        for split, (ma, mb) in sorted(splits.items()):
+            pair = (Cell({split: ma}), Cell({split: mb}))
+            rows.append(ComparisonRow(scope, desc, split, compare([pair], "acc", n_boot=n_boot)))
+            if train_ds == eval_ds:
+                pooled[(desc, split)].append(pair)
+        if "base" in splits and "novel" in splits:
+            pair = (Cell({s: splits[s][0] for s in ("base", "novel")}), Cell({s: splits[s][1] for s in ("base", "novel")}))
+            rows.append(ComparisonRow(scope, desc, "HM", compare([pair], "hm", n_boot=n_boot)))
+            if train_ds == eval_ds:
+                pooled[(desc, "HM")].append(pair)
+    for (desc, split), pairs in sorted(pooled.items()):
+        if len(pairs) > 1:
+            kind = "hm" if split == "HM" else "acc"
+            rows.append(ComparisonRow(f"average of {len(pairs)}", desc, split, compare(pairs, kind, n_boot=n_boot)))
+    return rows, notes
+
+
+def signed_points(x: float) -> str:
+    """A difference in points with its sign; no "-0.00"."""
+    return f"{round(100 * x, 2) + 0.0:+.2f}"
+
+
+def format_rows(rows: list[ComparisonRow], a: str, b: str) -> str:
+    head = ["scope", "evaluation", "split", a, b, f"{a} - {b} [95% CI]", f"{a} > {b}?", "seeds", "images"]
+    body = [[r.scope, r.evaluation, r.split, f"{100 * r.result.a:.2f}", f"{100 * r.result.b:.2f}",
+             f"{signed_points(r.result.diff)} [{signed_points(r.result.low)}, {signed_points(r.result.high)}]",
+             r.result.verdict, str(r.result.n_seeds), str(r.result.n_images)] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
+
+
+def markdown_rows(rows: list[ComparisonRow], a: str, b: str) -> str:
+    out = [f"| scope | evaluation | split | {a} | {b} | {a} - {b} [95% CI] | {a} > {b}? | seeds | images |",
+           "|---|---|---|---:|---:|---|---|---:|---:|"]
+    for r in rows:
+        c = r.result
+        out.append(f"| {r.scope} | {r.evaluation} | {r.split} | {100 * c.a:.2f} | {100 * c.b:.2f} | "
+                   f"{signed_points(c.diff)} [{signed_points(c.low)}, {signed_points(c.high)}] | {c.verdict} | "
+                   f"{c.n_seeds} | {c.n_images} |")
+    return "\n".join(out)

@@ -1,0 +1,182 @@
+"""Intervals and paired comparisons from per-image correctness.
+
+Every evaluation record holds `correct` (one "1"/"0" per test image, in a fixed order) and
+`items_sha256` (which images). From these:
+
+- **One accuracy** (one run, one evaluation): the Wilson score interval of a binomial proportion
+  (`scipy.stats.binomtest(...).proportion_ci`): the test images are the sample, the model is fixed.
+- **A table cell** (a method's accuracy averaged over seeds, or over datasets too) and **a paired
+  difference** between two methods: two things vary from one replication of an experiment to the
+  next, the few-shot training set (the seed) and the test images, and the interval adds both.
+  Images: a bootstrap over the test images of each split (one resampling shared by every seed and
+  both methods: they saw the same images) gives the spread of the statistic (mean accuracy, or the
+  per-seed harmonic mean of base and novel accuracy, averaged over seeds, then over datasets).
+  Seeds: the sample variance of the per-seed values over the number of seeds. The interval is
+  Student's t on the summed variance with Welch-Satterthwaite degrees of freedom (scipy.stats.t):
+  with 3 seeds a seed-dominated spread gets the width of t with 2 degrees of freedom, where a
+  bootstrap over 3 seeds would be far too narrow; an image-dominated spread gets the normal width.
+  For A - B every quantity is the paired per-seed, per-replicate difference.
+  tests/test_stats.py measures the coverage on simulated worlds with a known answer.
+- **Verdict** on "A > B": `established` when the 95% interval of A - B lies above 0, `refuted`
+  when it lies below 0, `not established` otherwise.
+- McNemar's exact test (a binomial test on the discordant images, `scipy.stats.binomtest`) is
+  given beside a pooled accuracy difference as a second, assumption-light check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LEVEL = 0.95
+N_BOOT = 2000
+
+
+def flags(record: dict) -> np.ndarray | None:
+    """A record's per-image correctness as a bool array (None for records measured before it was kept)."""
+    s = record.get("correct")
+    if not isinstance(s, str) or len(s) != record.get("n"):
+        return None
+    return np.frombuffer(s.encode(), dtype=np.uint8) == ord("1")
+
+
+def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return (float("nan"), float("nan"))
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact two-sided McNemar p-value of paired correctness (discordant pairs ~ Binomial(n, 1/2))."""
+    from scipy.stats import binomtest
+
+    a_only = int(np.sum(a & ~b))
+    b_only = int(np.sum(~a & b))
+    if a_only + b_only == 0:
+        return 1.0
+    return float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
+
+
+@dataclass
+class Cell:
+    """One method on one dataset: per split, a (seeds x images) correctness matrix, seeds in one order."""
+
+    splits: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _hm(b, n):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b + n > 0, 2 * b * n / (b + n), 0.0)
+
+
+def _per_seed(cell_accs: dict[str, np.ndarray], kind: str) -> np.ndarray:
+    """(R, S) statistic per replicate and seed from split -> (R, S) accuracies."""
+    if kind == "hm":
+        return _hm(cell_accs["base"], cell_accs["novel"])
+    return np.mean(list(cell_accs.values()), axis=0)
+
+
+def _image_replicates(datasets: list[tuple[Cell, ...]], kind: str, n_boot: int, seed: int) -> list[list[np.ndarray]]:
+    """Per method (position in the tuples), per dataset: the (R, S) per-seed statistic under `n_boot`
+    resamplings of the test images, one resampling shared by every seed and method; replicate 0 is the
+    data as measured."""
+    rng = np.random.default_rng(seed)
+    out: list[list[np.ndarray]] = [[] for _ in range(len(datasets[0]))]
+    for cells in datasets:
+        weights = {}
+        for split, m in cells[0].splits.items():
+            N = m.shape[1]
+            w = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot).astype(np.float64)
+            w[0] = 1.0
+            weights[split] = w / N
+        for j, cell in enumerate(cells):
+            accs = {split: weights[split] @ m.T.astype(np.float64) for split, m in cell.splits.items()}
+            out[j].append(_per_seed(accs, kind))
+    return out
+
+
+@dataclass
+class Estimate:
+    value: float
+    low: float
+    high: float
+    se_seeds: float = 0.0  # the two parts of the standard error
+    se_images: float = 0.0
+    df: float = float("inf")
+
+
+def _combine(per_dataset: list[np.ndarray], level: float) -> Estimate:
+    """Estimate and interval of mean_d mean_s T[d, s] from per-dataset (R, S) replicates (row 0 = data).
+
+    Seeds: the spread of the per-seed values (sample variance / S, per dataset). Images: the spread of
+    the seed-mean over the image resamplings. Their sum is the variance; the interval uses Student's
+    t with Welch-Satterthwaite degrees of freedom, so that with 3 seeds a seed-dominated spread gets
+    t(2)'s width and an image-dominated one the normal width."""
+    from scipy.stats import t as student_t
+
+    D = len(per_dataset)
+    value = float(np.mean([r[0].mean() for r in per_dataset]))
+    seed_parts = [(r[0].var(ddof=1) / r.shape[1] / D**2, r.shape[1] - 1) for r in per_dataset if r.shape[1] > 1]
+    var_seeds = sum(v for v, _ in seed_parts)
+    var_images = float(np.var(np.mean([r.mean(axis=1) for r in per_dataset], axis=0)[1:], ddof=1))
+    total = var_seeds + var_images
+    denom = sum(v**2 / df for v, df in seed_parts)
+    df = total**2 / denom if denom > 0 else float("inf")
+    half = float(student_t.ppf((1 + level) / 2, df)) * np.sqrt(total) if total > 0 else 0.0
+    return Estimate(value, value - half, value + half, float(np.sqrt(var_seeds)), float(np.sqrt(var_images)),
+                    float(df))
+
+
+def interval(datasets: list[Cell], kind: str = "acc", level: float = LEVEL, n_boot: int = N_BOOT,
+             seed: int = 0) -> Estimate:
+    """A method's statistic (mean over datasets of the mean over seeds) with its interval."""
+    (reps,) = _image_replicates([(c,) for c in datasets], kind, n_boot, seed)
+    return _combine(reps, level)
+
+
+@dataclass
+class Comparison:
+    a: float
+    b: float
+    diff: float
+    low: float
+    high: float
+    verdict: str
+    n_datasets: int
+    n_seeds: int
+    n_images: int  # per seed, summed over datasets and splits
+    se_seeds: float = 0.0
+    se_images: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("a", "b", "diff", "low", "high", "verdict", "n_datasets",
+                                               "n_seeds", "n_images", "se_seeds", "se_images")}
+
+
+def verdict(low: float, high: float) -> str:
+    """On the claim "A > B" from the interval of A - B."""
+    if low > 0:
+        return "established"
+    if high < 0:
+        return "refuted"
+    return "not established"
+
+
+def compare(pairs: list[tuple[Cell, Cell]], kind: str = "acc", level: float = LEVEL, n_boot: int = N_BOOT,
+            seed: int = 0) -> Comparison:
+    """Paired comparison of A and B: each pair is one dataset with the same seeds and test images for both;
+    the per-seed differences A - B carry the pairing through both parts of the variance."""
+    for a, b in pairs:
+        if a.splits.keys() != b.splits.keys() or any(a.splits[s].shape != b.splits[s].shape for s in a.splits):
+            raise ValueError("paired cells must hold the same splits, seeds and images")
+    ra, rb = _image_replicates(list(pairs), kind, n_boot, seed)
+    d = _combine([x - y for x, y in zip(ra, rb)], level)
+    return Comparison(a=float(np.mean([r[0].mean() for r in ra])), b=float(np.mean([r[0].mean() for r in rb])),
+                      diff=d.value, low=d.low, high=d.high, verdict=verdict(d.low, d.high), n_datasets=len(pairs),
+                      n_seeds=min(r.shape[1] for r in ra),
+                      n_images=sum(m.shape[1] for a, _ in pairs for m in a.splits.values()),
+                      se_seeds=d.se_seeds, se_images=d.se_images)

@@ -1,0 +1,142 @@
+"""Intervals and paired verdicts (report/stats.py, report/compare.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from robustprompt.report.stats import Cell, compare, interval, mcnemar_p, verdict, wilson_interval
+
+
+def _seeded_world(rng, S, N, p, seed_sd):
+    """Test images with a latent difficulty u; seed s gets image i right when u_i < p_s: the seeds
+    share the images (as real runs do), and the expected accuracy over images and seeds is p."""
+    u = rng.random(N)
+    ps = p + rng.normal(0, seed_sd, S)
+    return u, u[None, :] < ps[:, None]
+
+
+def test_intervals_cover_the_known_value_at_about_the_nominal_rate():
+    rng = np.random.default_rng(0)
+    sims, covered, covered_diff = 150, 0, 0
+    for r in range(sims):
+        u, a = _seeded_world(rng, 3, 400, 0.7, 0.02)
+        e = interval([Cell({"all": a})], n_boot=500, seed=r)
+        covered += e.low <= 0.7 <= e.high
+        # B: the same images, 5 points worse in expectation (paired through u)
+        b = u[None, :] < (0.65 + rng.normal(0, 0.02, 3))[:, None]
+        c = compare([(Cell({"all": a}), Cell({"all": b}))], n_boot=500, seed=r)
+        covered_diff += c.low <= 0.05 <= c.high
+    assert 0.90 <= covered / sims <= 0.99, covered / sims
+    assert 0.90 <= covered_diff / sims <= 0.99, covered_diff / sims
+
+
+def test_wilson_interval_covers_at_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    n, p, sims = 200, 0.3, 2000
+    ks = rng.binomial(n, p, sims)
+    cover = np.mean([lo <= p <= hi for lo, hi in (wilson_interval(k, n) for k in ks)])
+    assert 0.93 <= cover <= 0.97, cover
+
+
+def test_paired_comparison_agrees_with_a_hand_computation():
+    a = np.array([[1, 1, 1, 1, 1, 0]], dtype=bool)  # one seed, six images
+    b = np.array([[0, 0, 0, 0, 1, 0]], dtype=bool)
+    c = compare([(Cell({"all": a}), Cell({"all": b}))], n_boot=40000, seed=0)
+    assert (c.a, c.b, c.diff) == (pytest.approx(5 / 6), pytest.approx(1 / 6), pytest.approx(4 / 6))
+    # by hand: d = A - B per image = (1, 1, 1, 1, 0, 0); resampling the six images, the mean of d has
+    # standard error sqrt((2/3)(1/3) / 6) = 0.19245; one seed, so no seed part: 2/3 +- 1.95996 * 0.19245
+    se = np.sqrt((2 / 3) * (1 / 3) / 6)
+    assert c.se_seeds == 0 and c.se_images == pytest.approx(se, rel=0.02)
+    assert c.low == pytest.approx(2 / 3 - 1.959964 * se, abs=0.01)
+    assert c.high == pytest.approx(2 / 3 + 1.959964 * se, abs=0.01)
+    assert c.verdict == "established"
+    assert mcnemar_p(a[0], b[0]) == pytest.approx(0.125)  # 4 discordant, all for A: 2 * (1/2)^4
+    assert verdict(0.01, 0.2) == "established" and verdict(-0.2, -0.01) == "refuted"
+    assert verdict(-0.01, 0.2) == "not established"
+
+
+def test_seed_spread_widens_the_interval_with_students_t():
+    """Three seeds that disagree: Student's t with Welch-Satterthwaite degrees of freedom (2 when the
+    seeds' spread is all there is, more as the images' share grows)."""
+    from scipy.stats import t
+
+    u = np.linspace(0, 1, 1000, endpoint=False)
+    a = u[None, :] < np.array([0.70, 0.74, 0.78])[:, None]
+    b = u[None, :] < np.array([0.70, 0.70, 0.70])[:, None]
+    c = compare([(Cell({"all": a}), Cell({"all": b}))], n_boot=2000, seed=0)
+    per_seed = np.array([0.0, 0.04, 0.08])
+    assert c.diff == pytest.approx(0.04) and c.se_seeds == pytest.approx(per_seed.std(ddof=1) / np.sqrt(3))
+    total = c.se_seeds**2 + c.se_images**2
+    df = total**2 / (c.se_seeds**4 / 2)
+    assert 2 < df < 3  # the seeds dominate here
+    half = t.ppf(0.975, df) * np.sqrt(total)
+    assert (c.low, c.high) == (pytest.approx(0.04 - half), pytest.approx(0.04 + half))
+    assert c.verdict == "not established"  # +4 points, but three seeds this far apart cannot say
+
+
+def test_verdict_flips_when_the_data_flip():
+    rng = np.random.default_rng(2)
+    u = rng.random((3, 600))
+    better, worse = u < 0.8, u < 0.6
+    pairs = lambda x, y: [(Cell({"all": x}), Cell({"all": y}))]  # noqa: E731
+    assert compare(pairs(better, worse), n_boot=1000).verdict == "established"
+    assert compare(pairs(worse, better), n_boot=1000).verdict == "refuted"
+    assert compare(pairs(better, better), n_boot=1000).verdict == "not established"
+
+
+def test_hm_statistic_is_the_mean_over_seeds_of_the_harmonic_mean():
+    base = np.array([[1, 1, 0, 0], [1, 1, 1, 0]], dtype=bool)  # seeds: 0.5, 0.75
+    novel = np.array([[1, 0, 0, 0], [1, 1, 0, 0]], dtype=bool)  # seeds: 0.25, 0.5
+    e = interval([Cell({"base": base, "novel": novel})], kind="hm", n_boot=10)
+    hm = lambda x, y: 2 * x * y / (x + y)  # noqa: E731
+    assert e.value == pytest.approx((hm(0.5, 0.25) + hm(0.75, 0.5)) / 2)
+
+
+# ---- end to end: per-image results in results.json, report --compare
+
+
+@pytest.fixture(scope="module")
+def two_methods(tmp_path_factory):
+    from helpers import TINY_ARGS, make_imagefolder
+
+    from robustprompt.cli import main
+
+    root = tmp_path_factory.mktemp("cmp")
+    tree = make_imagefolder(root / "colours", n_per_class=30)
+    i = TINY_ARGS.index("method_cfg.n_ctx=4")
+    common = TINY_ARGS[: i - 1] + TINY_ARGS[i + 1 :]  # zeroshot has no n_ctx
+    for method, extra in (("coop", ["--set", "method_cfg.n_ctx=4"]), ("zeroshot", [])):
+        for seed in (1, 2):
+            assert main(["train", "--method", method, "--dataset", "imagefolder", "--data-root", str(tree),
+                         "--out", str(root / "runs" / f"{method}-{seed}"), "--seed", str(seed), *common,
+                         *extra]) == 0
+    return root / "runs"
+
+
+def test_results_keep_per_image_correctness(two_methods):
+    rec = json.loads((two_methods / "coop-1" / "results.json").read_text())["evaluations"][0]
+    assert len(rec["correct"]) == rec["n"] and set(rec["correct"]) <= {"0", "1"}
+    assert rec["correct"].count("1") == round(rec["value"] * rec["n"])
+    other = json.loads((two_methods / "zeroshot-2" / "results.json").read_text())["evaluations"][0]
+    assert rec["items_sha256"] == other["items_sha256"]  # the same test images: pairable
+
+
+def test_report_compare_prints_and_renders(two_methods, tmp_path, capsys):
+    from robustprompt.cli import main
+
+    from helpers import fails
+
+    capsys.readouterr()
+    assert main(["report", str(two_methods), "--out", str(tmp_path / "rep"), "--no-plots",
+                 "--compare", "coop,zeroshot"]) == 0
+    out = capsys.readouterr().out
+    assert "coop against zeroshot (paired; claim: coop > zeroshot)" in out
+    row = next(line for line in out.splitlines() if line.startswith("imagefolder"))
+    assert any(v in row for v in ("established", "refuted", "not established")) and "[" in row
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "coop against zeroshot (paired)" in html and "95% CI" in html
+    assert "coop - zeroshot [95% CI]" in (tmp_path / "rep" / "report.md").read_text()
+    fails(capsys, ["report", str(two_methods), "--out", str(tmp_path / "r2"), "--compare", "coop"], "two different")
+    fails(capsys, ["report", str(two_methods), "--out", str(tmp_path / "r3"), "--compare", "coop,maple"],
+          "no runs of 'maple'")
