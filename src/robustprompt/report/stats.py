@@ -109,7 +109,7 @@ class Estimate:
     df: float = float("inf")
 
 
-def _combine(per_dataset: list[np.ndarray], level: float) -> Estimate:
+def _combine(per_dataset: list[np.ndarray], level: float, lowest: float) -> Estimate:
     """Estimate and interval of mean_d mean_s T[d, s] from per-dataset (R, S) replicates (row 0 = data).
 
     Seeds: the spread of the per-seed values (sample variance / S, per dataset). Images: the spread of
@@ -127,15 +127,16 @@ def _combine(per_dataset: list[np.ndarray], level: float) -> Estimate:
     denom = sum(v**2 / df for v, df in seed_parts)
     df = total**2 / denom if denom > 0 else float("inf")
     half = float(student_t.ppf((1 + level) / 2, df)) * np.sqrt(total) if total > 0 else 0.0
-    return Estimate(value, value - half, value + half, float(np.sqrt(var_seeds)), float(np.sqrt(var_images)),
-                    float(df))
+    # an accuracy lies in [0, 1] and a difference of two in [-1, 1]: clipping loses no coverage
+    low, high = max(value - half, lowest), min(value + half, 1.0)
+    return Estimate(value, low, high, float(np.sqrt(var_seeds)), float(np.sqrt(var_images)), float(df))
 
 
 def interval(datasets: list[Cell], kind: str = "acc", level: float = LEVEL, n_boot: int = N_BOOT,
              seed: int = 0) -> Estimate:
     """A method's statistic (mean over datasets of the mean over seeds) with its interval."""
     (reps,) = _image_replicates([(c,) for c in datasets], kind, n_boot, seed)
-    return _combine(reps, level)
+    return _combine(reps, level, lowest=0.0)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def compare(pairs: list[tuple[Cell, Cell]], kind: str = "acc", level: float = LE
         if a.splits.keys() != b.splits.keys() or any(a.splits[s].shape != b.splits[s].shape for s in a.splits):
             raise ValueError("paired cells must hold the same splits, seeds and images")
     ra, rb = _image_replicates(list(pairs), kind, n_boot, seed)
-    d = _combine([x - y for x, y in zip(ra, rb)], level)
+    d = _combine([x - y for x, y in zip(ra, rb)], level, lowest=-1.0)
     return Comparison(a=float(np.mean([r[0].mean() for r in ra])), b=float(np.mean([r[0].mean() for r in rb])),
                       diff=d.value, low=d.low, high=d.high, verdict=verdict(d.low, d.high), n_datasets=len(pairs),
                       n_seeds=min(r.shape[1] for r in ra),

@@ -8,6 +8,9 @@ Rules, stated again in each table's note:
   filled in or interpolated.
 - HM = 2 B N / (B + N) is computed per seed from that seed's Base and Novel, then averaged.
 - Markdown and HTML show accuracy in percent; CSV holds the fractions in [0, 1] as in results.json.
+- [lo, hi] is the 95% interval of the cell's mean (report/stats.py: a bootstrap over the test
+  images plus the spread of the seeds, Student's t), shown where every seed's record kept its
+  per-image results on the same images.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .collect import Protocol, Run
 
 TABLES = ("b2n", "robustness", "noise", "clean")
@@ -30,6 +35,8 @@ ATTACK_NAMES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM", "cw": 
 PROTOCOL_COLUMNS = (("train split", "train_split"), ("shots", "shots"), ("backbone", "backbone"))
 
 COMMON_NOTE = ("Mean ± sample standard deviation (n - 1) over seeds, accuracy in percent; one seed shows no ±. "
+               "[lo, hi]: the 95% interval of the mean (bootstrap over the test images plus the seeds' spread, "
+               "Student's t; shown where the runs kept per-image results). "
                "A cell with fewer seeds than its row is marked (n=k); a blank cell means no run recorded that "
                "metric (nothing is filled in). Runs are averaged when method, training dataset, training split, "
                "shots and backbone agree.")
@@ -39,6 +46,7 @@ COMMON_NOTE = ("Mean ± sample standard deviation (n - 1) over seeds, accuracy i
 @dataclass
 class Cell:
     values: list[float]
+    interval: tuple[float, float] | None = None  # 95% interval of the mean (report/stats.py)
 
     @property
     def n(self) -> int:
@@ -53,9 +61,28 @@ class Cell:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
 
-def cell(values) -> Cell | None:
+def cell(values, records: list | None = None, kind: str = "acc") -> Cell | None:
+    """A cell of seed values; with `records` (per split, the seeds' evaluation records) also its interval."""
     values = [float(v) for v in values if v is not None]
-    return Cell(values) if values else None
+    if not values:
+        return None
+    return Cell(values, _interval(records, kind) if records else None)
+
+
+def _interval(records: dict[str, list], kind: str) -> tuple[float, float] | None:
+    """95% interval from per-image results; None unless every seed has them on the same images."""
+    from .stats import Cell as StatsCell, flags, interval
+
+    splits = {}
+    for split, recs in records.items():
+        if not recs or any(r is None for r in recs) or len({r.get("items_sha256") for r in recs}) != 1:
+            return None
+        arrays = [flags(r) for r in recs]
+        if any(a is None for a in arrays):
+            return None
+        splits[split] = np.stack(arrays)
+    est = interval([StatsCell(splits)], kind, n_boot=500)
+    return est.low, est.high
 
 
 @dataclass
@@ -97,9 +124,14 @@ def _is_clean(r: dict) -> bool:
     return r.get("metric") == "clean_acc" and not r.get("attack") and not r.get("noise")
 
 
-def clean_value(run: Run, dataset: str, split: str) -> float | None:
-    found = [r["value"] for r in run.evaluations if _is_clean(r) and r["dataset"] == dataset and r["split"] == split]
+def clean_record(run: Run, dataset: str, split: str) -> dict | None:
+    found = [r for r in run.evaluations if _is_clean(r) and r["dataset"] == dataset and r["split"] == split]
     return found[-1] if found else None
+
+
+def clean_value(run: Run, dataset: str, split: str) -> float | None:
+    r = clean_record(run, dataset, split)
+    return None if r is None else r["value"]
 
 
 def _attack_key(r: dict) -> tuple[str, str, float, str]:
@@ -194,7 +226,11 @@ def b2n_table(runs: list[Run]) -> Table:
         if all(b is None for b in bases) and all(n is None for n in novels):
             continue
         hms = [hm(b, n) for b, n in zip(bases, novels)]
-        rows.append((p, [p.dataset, str(len(members))], [cell(bases), cell(novels), cell(hms)], len(members)))
+        rb = [clean_record(r, p.dataset, "base") for r in members]
+        rn = [clean_record(r, p.dataset, "novel") for r in members]
+        rows.append((p, [p.dataset, str(len(members))],
+                     [cell(bases, {"base": rb}), cell(novels, {"novel": rn}),
+                      cell(hms, {"base": rb, "novel": rn}, "hm")], len(members)))
         key = (p.method, p.train_split, p.shots, p.backbone)
         seeds = per_seed.setdefault(key, {}).setdefault(p.dataset, {})
         for r, b, n in zip(members, bases, novels):
@@ -233,6 +269,7 @@ def robustness_table(runs: list[Run]) -> Table:
                           if r.get("attack") and not r.get("noise")}, key=lambda t: (t[0], SPLIT_ORDER[t[1]]))
         for dataset, split in targets:
             values: dict = {}
+            recs: dict = {}
             for i, run in enumerate(members):
                 for r in run.evaluations:
                     if r.get("attack") and not r.get("noise") and r["dataset"] == dataset and r["split"] == split:
@@ -240,15 +277,17 @@ def robustness_table(runs: list[Run]) -> Table:
                         columns.add(k)
                         steps_seen.setdefault(k[0], set()).add(k[3])
                         values.setdefault(k, [None] * len(members))[i] = r["value"]
-            clean = [clean_value(run, dataset, split) for run in members]
-            entries.append((p, dataset, split, clean, values, len(members)))
+                        recs.setdefault(k, [None] * len(members))[i] = r
+            clean = [clean_record(run, dataset, split) for run in members]
+            entries.append((p, dataset, split, clean, values, recs, len(members)))
     keys = sorted(columns, key=_attack_sort)
     labels = [attack_label(k, steps_seen) for k in keys]
     table = Table("robustness", "Adversarial robustness", ["dataset", "split", "seeds"], ["Clean", *labels],
                   column_keys=[None, *keys])
     rows = []
-    for p, dataset, split, clean, values, seeds in entries:
-        cells = [cell(clean)] + [cell(values.get(k, [])) for k in keys]
+    for p, dataset, split, clean, values, recs, seeds in entries:
+        cells = [cell([r and r["value"] for r in clean], {split: clean})]
+        cells += [cell(values.get(k, []), {split: recs[k]} if k in recs else None) for k in keys]
         rows.append((p, [_dataset_label(p, dataset), split, str(seeds)], cells, seeds))
     note = ("Robust accuracy under each attack and radius eps (on [0, 1] pixels), next to the clean accuracy of "
             "the same runs on the same classes. Steps are part of the column (PGD-100 and PGD-10 are different "
@@ -298,17 +337,17 @@ def noise_table(runs: list[Run]) -> Table:
             for condition in ["clean", *noises]:
                 by_split = {}
                 for split in SPLIT_ORDER:
-                    vals = []
+                    recs = []
                     for run in members:
                         if condition == "clean":
-                            vals.append(clean_value(run, dataset, split))
+                            recs.append(clean_record(run, dataset, split))
                         else:
-                            found = [r["value"] for r in run.evaluations
+                            found = [r for r in run.evaluations
                                      if str(r.get("noise")) == condition and not r.get("attack")
                                      and r["dataset"] == dataset and r["split"] == split]
-                            vals.append(found[-1] if found else None)
-                    by_split[split] = vals
-                    used[split] = used[split] or any(v is not None for v in vals)
+                            recs.append(found[-1] if found else None)
+                    by_split[split] = recs
+                    used[split] = used[split] or any(r is not None for r in recs)
                 entries.append((p, dataset, condition, by_split, len(members)))
     columns = []
     if used["base"] or used["novel"]:
@@ -319,11 +358,13 @@ def noise_table(runs: list[Run]) -> Table:
     rows = []
     for p, dataset, condition, by_split, seeds in entries:
         cells = []
+        vals = {s: [r and r["value"] for r in recs] for s, recs in by_split.items()}
         if "Base" in columns:
-            hms = [hm(b, n) for b, n in zip(by_split["base"], by_split["novel"])]
-            cells += [cell(by_split["base"]), cell(by_split["novel"]), cell(hms)]
+            hms = [hm(b, n) for b, n in zip(vals["base"], vals["novel"])]
+            cells += [cell(vals["base"], {"base": by_split["base"]}), cell(vals["novel"], {"novel": by_split["novel"]}),
+                      cell(hms, {"base": by_split["base"], "novel": by_split["novel"]}, "hm")]
         if "All" in columns:
-            cells.append(cell(by_split["all"]))
+            cells.append(cell(vals["all"], {"all": by_split["all"]}))
         rows.append((p, [_dataset_label(p, dataset), condition, str(seeds)], cells, seeds))
     note = ("Accuracy without noise (clean) and under each weak image or text noise (kind:level, as recorded in "
             "results.json), on the base, novel or all classes; HM per seed as in the base-to-novel table.")
@@ -337,8 +378,9 @@ def clean_table(runs: list[Run]) -> Table:
         targets = sorted({(r["dataset"], r["split"]) for run in members for r in run.evaluations if _is_clean(r)},
                          key=lambda t: (t[0] != p.dataset, t[0], SPLIT_ORDER[t[1]]))
         for dataset, split in targets:
-            vals = [clean_value(run, dataset, split) for run in members]
-            rows.append((p, [_dataset_label(p, dataset), split, str(len(members))], [cell(vals)], len(members)))
+            recs = [clean_record(run, dataset, split) for run in members]
+            rows.append((p, [_dataset_label(p, dataset), split, str(len(members))],
+                         [cell([r and r["value"] for r in recs], {split: recs})], len(members)))
     table = Table("clean", "Clean accuracy", ["dataset", "split", "seeds"], ["Clean"])
     note = "Clean accuracy of every run on every dataset and class split it was evaluated on (a → b: trained on a, tested on b)."
     return _finish(table, rows, note)
@@ -358,6 +400,8 @@ def fmt_cell(c: Cell | None, seeds: int) -> str:
     text = f"{100 * c.mean:.2f}"
     if c.std is not None:
         text += f" ± {100 * c.std:.2f}"
+    if c.interval is not None:
+        text += f" [{100 * c.interval[0]:.1f}, {100 * c.interval[1]:.1f}]"
     if c.n < seeds:
         text += f" (n={c.n})"
     return text
@@ -391,12 +435,13 @@ def to_csv(t: Table) -> str:
     w = csv.writer(buf, lineterminator="\n")
     header = list(t.key_columns)
     for col in t.value_columns:
-        header += [f"{col} mean", f"{col} std", f"{col} n"]
+        header += [f"{col} mean", f"{col} std", f"{col} n", f"{col} ci95 low", f"{col} ci95 high"]
     w.writerow(header)
     for row in t.rows:
         line = list(row.keys)
         for c in row.cells:
-            line += ["", "", "0"] if c is None else [_num(c.mean), _num(c.std), str(c.n)]
+            ci = (None, None) if c is None or c.interval is None else c.interval
+            line += ["", "", "0", "", ""] if c is None else [_num(c.mean), _num(c.std), str(c.n), _num(ci[0]), _num(ci[1])]
         w.writerow(line)
     return buf.getvalue()
 
