@@ -141,9 +141,12 @@ class DataConfig:
     train_augment: bool = field(default=True, metadata={
         "help": "random crop + flip on training images; false = the evaluation preprocessing (AdvPT's bank)"})
     num_workers: int = 0
+    test_n_max: Optional[int] = field(default=None, metadata={
+        "help": "test the trained run on a fixed seeded subset of this many test images (None: all of them)"})
 
     def __post_init__(self):
         check(0.0 < self.train_crop_scale <= 1.0, f"train_crop_scale must be in (0, 1], got {self.train_crop_scale}")
+        check(self.test_n_max is None or self.test_n_max >= 1, f"test_n_max must be >= 1, got {self.test_n_max}")
         check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
 
 

@@ -38,7 +38,9 @@ def register(sub) -> None:
     p.add_argument("--noise", help=f"b2n: weak noises to evaluate (default {','.join(IMAGE_NOISES)}; 'none' for none)")
     p.add_argument("--eps", default="1/255,4/255,8/255,16/255", help="robustness: radii (L-inf)")
     p.add_argument("--pgd-steps", type=int, default=100)
-    p.add_argument("--pgd-n-max", type=int, help="PGD on a fixed seeded subset of N test images (default: all)")
+    p.add_argument("--n-max", type=int, help="every evaluation (clean, noise, PGD) on a fixed seeded subset of N "
+                                             "test images (default: all); AutoAttack keeps --aa-n-max")
+    p.add_argument("--pgd-n-max", type=int, help="PGD on a fixed seeded subset of N test images (default: --n-max)")
     p.add_argument("--aa-steps", type=int, default=100, help="AutoAttack APGD/FAB iterations")
     p.add_argument("--aa-n-max", type=int, default=500, help="AutoAttack on a fixed seeded subset of N test images")
     p.add_argument("--no-autoattack", action="store_true")
@@ -59,7 +61,10 @@ def run(args) -> int:
     presets = split_list(args.methods, B2N_PRESETS if args.protocol == "b2n" else ROBUST_PRESETS)
     pc = ProtocolConfig(presets=presets, datasets=split_list(args.datasets, TESTBEDS), seeds=seeds,
                         out=Path(args.out or f"runs/bench-{args.protocol}"), shots=args.shots, root=args.data_root,
-                        model=args.model, pretrained=args.pretrained, overrides=args.set, device=args.device)
+                        model=args.model, pretrained=args.pretrained, overrides=args.set, device=args.device,
+                        n_max=args.n_max)
+    if args.n_max is not None and args.n_max < 1:
+        raise ConfigError(f"--n-max must be >= 1, got {args.n_max}")
     if args.protocol == "b2n":
         noises = [] if args.noise == "none" else split_list(args.noise, IMAGE_NOISES)
         base_to_novel(pc, noises)

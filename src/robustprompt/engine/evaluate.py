@@ -96,7 +96,8 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     random starts per local batch, so attacked accuracy is the same attack with other random starts.
     """
     from ..attacks.noise import ImageNoise, TextNoise, apply_image_noise, parse_noise
-    from .train import autocast, progress
+    from .progress import progress
+    from .train import autocast
 
     device = torch.device(device)
     method.eval()

@@ -32,6 +32,7 @@ class ProtocolConfig:
     pretrained: str | None = None
     overrides: list[str] = field(default_factory=list)  # --set for every run
     device: str = "cpu"
+    n_max: int | None = None  # every evaluation on a fixed seeded subset of this many test images
 
 
 def model_overlay(model: str | None) -> dict:
@@ -47,7 +48,8 @@ def run_dir(pc: ProtocolConfig, dataset: str, preset: str, seed: int) -> Path:
 def _train_one(pc: ProtocolConfig, dataset: str, preset: str, seed: int, split: str, log: Callable) -> Path:
     if preset not in list_presets():
         raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(list_presets())}")
-    values: dict = {"seed": seed, "label": preset, "data": {"dataset": dataset, "shots": pc.shots, "split": split}}
+    values: dict = {"seed": seed, "label": preset, "data": {"dataset": dataset, "shots": pc.shots, "split": split,
+                                                             "test_n_max": pc.n_max}}
     if pc.root:
         values["data"]["root"] = pc.root
     if pc.model:
@@ -94,8 +96,8 @@ def base_to_novel(pc: ProtocolConfig, noises: list[str] = (), log: Callable = pr
         for preset in pc.presets:
             for seed in pc.seeds:
                 path = _train_one(pc, dataset, preset, seed, "base", log)
-                specs = [EvalSpec(split="novel")] + [EvalSpec(split=s, noise=n) for n in noises
-                                                     for s in ("base", "novel")]
+                specs = [EvalSpec(split="novel", n_max=pc.n_max)] + [
+                    EvalSpec(split=s, noise=n, n_max=pc.n_max) for n in noises for s in ("base", "novel")]
                 _evaluate_missing(path, specs, pc, log)
                 paths.append(path)
     return paths
@@ -110,7 +112,7 @@ def robustness(pc: ProtocolConfig, eps: list[str], *, pgd_steps: int = 100, pgd_
         for preset in pc.presets:
             for seed in pc.seeds:
                 path = _train_one(pc, dataset, preset, seed, "all", log)
-                specs = [EvalSpec(attack="pgd", eps=e, steps=pgd_steps, n_max=pgd_n_max) for e in eps]
+                specs = [EvalSpec(attack="pgd", eps=e, steps=pgd_steps, n_max=pgd_n_max or pc.n_max) for e in eps]
                 if autoattack:
                     specs += [EvalSpec(attack="autoattack", eps=e, steps=aa_steps, n_max=aa_n_max) for e in eps]
                 _evaluate_missing(path, specs, pc, log)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..backbone import load_backbone
@@ -27,6 +26,7 @@ from ..methods.registry import create_method, method_config
 from . import distributed
 from .adversarial import adversarial_images
 from .checkpoint import load_training_state, save_training_state
+from .progress import progress
 from .evaluate import EvalSpec, evaluate
 from .feature_cache import training_feature_dataset, use_feature_cache
 from .rundir import CHECKPOINT, RunDir
@@ -45,11 +45,6 @@ def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def progress(iterable, **kw):
-    quiet = not sys.stderr.isatty() or os.environ.get("RANK", "0") != "0"  # one bar under torchrun: rank 0's
-    return tqdm(iterable, disable=quiet, leave=False, dynamic_ncols=True, **kw)
 
 
 class Terminated(KeyboardInterrupt):
@@ -230,7 +225,7 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
         return {}
 
     save_prompt(run, s)
-    record = evaluate(method, s.data, EvalSpec(split=cfg.data.split), seed=cfg.seed,
+    record = evaluate(method, s.data, EvalSpec(split=cfg.data.split, n_max=cfg.data.test_n_max), seed=cfg.seed,
                       batch_size=cfg.train.eval_batch_size, device=device, precision=cfg.train.precision,
                       dist=dist)
     record["dataset"] = cfg.data.dataset
@@ -261,8 +256,6 @@ def run_header(s: Setup, **extra) -> dict:
 
 
 def _writable(path: Path) -> bool:
-    import os
-
     return os.access(path, os.W_OK)
 
 

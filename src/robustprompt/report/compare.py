@@ -1,7 +1,10 @@
 """`report --compare A,B`: paired comparisons of two methods over the same runs (report/stats.py).
 
 Runs pair when they agree on training dataset, training split, shots, backbone and seed, and their
-evaluation records were measured on the same test images (`items_sha256`). One row per training
+evaluation records were measured on the same test images (`items_sha256`). Seeds may have been
+tested on different subsets of one size (`--n-max` draws its subset from the run's seed): the shared
+resampling of image positions then acts as independent resamplings, and the seeds' spread also holds
+the subsets' differences, which widens the interval rather than narrowing it. One row per training
 dataset and evaluation (metric, split; eps, steps or noise where set), an HM row where base and
 novel accuracy were both measured, and one "average" row per evaluation kind over the datasets
 evaluated in-domain (the evaluation's dataset is the training dataset). The claim tested is
@@ -63,15 +66,16 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
         keys = set.intersection(*(set(d) for m in (a, b) for d in recs[m]))
         for key in sorted(keys):
             pair = [[recs[m][i][key] for i in range(len(seeds))] for m in (a, b)]
-            digests = {rec.get("items_sha256") for side in pair for rec in side}
+            same_images = all(ra.get("items_sha256") == rb.get("items_sha256") and ra.get("n") == pair[0][0].get("n")
+                              for ra, rb in zip(*pair))
             arrays = [[flags(rec) for rec in side] for side in pair]
             if any(x is None for side in arrays for x in side):
                 notes.append(f"{setting[0]} {_describe_variant(key[1])} {key[2]}: no per-image results in some "
                              "runs (evaluated before they were kept); re-run `robustprompt eval` to pair them")
                 continue
-            if len(digests) != 1:
-                notes.append(f"{setting[0]} {_describe_variant(key[1])} {key[2]}: the runs were tested on "
-                             "different images; not paired")
+            if not same_images:
+                notes.append(f"{setting[0]} {_describe_variant(key[1])} {key[2]}: {a} and {b} were tested on "
+                             "different images (or subsets of different sizes); not paired")
                 continue
             cells[(setting[0], key[0], key[1])][key[2]] = (np.stack(arrays[0]), np.stack(arrays[1]))
     rows: list[ComparisonRow] = []

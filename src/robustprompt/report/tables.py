@@ -75,8 +75,8 @@ def _interval(records: dict[str, list], kind: str) -> tuple[float, float] | None
 
     splits = {}
     for split, recs in records.items():
-        if not recs or any(r is None for r in recs) or len({r.get("items_sha256") for r in recs}) != 1:
-            return None
+        if not recs or any(r is None for r in recs) or len({r.get("n") for r in recs}) != 1:
+            return None  # (seeds may hold different --n-max subsets of one size: see report/compare.py)
         arrays = [flags(r) for r in recs]
         if any(a is None for a in arrays):
             return None
