@@ -320,3 +320,18 @@ def test_adversarial_training_lowers_attack_success(colours, tmp_path):
     assert clean_c >= 0.9 and clean_a >= 0.9, acc
     assert pgd_c < clean_c, acc  # the attack works on the clean-trained prompts
     assert pgd_a > pgd_c, acc
+
+
+def test_advpt_bank_start_follows_the_authors_code(tiny_backbone):
+    """The preset draws the start as the AdvPT code does, x + U(0, eps); `symmetric` is x + U(-eps, eps)."""
+    from robustprompt.config import load_preset
+    from robustprompt.methods.advpt import feature_attack
+
+    assert load_preset("advpt")["method_cfg"]["bank_start"] == "positive"
+    x = torch.rand(4, 3, 16, 16) * 0.9
+    eps = 8 / 255
+    for start, low in (("positive", 0.0), ("symmetric", -eps)):
+        gens = [torch.Generator().manual_seed(i) for i in range(4)]
+        d = feature_attack(tiny_backbone.encode_image, x, eps, steps=1, alpha=0.0, generators=gens, start=start) - x
+        assert d.min() >= low - 1e-7 and d.max() <= eps + 1e-7
+        assert d.min() < low + eps / 4 and d.max() > eps * 3 / 4  # fills its interval

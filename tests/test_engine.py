@@ -174,3 +174,34 @@ def test_eval_saves_each_record_as_it_is_measured(tree, tmp_path, monkeypatch):
         evaluate_run(run, [EvalSpec(noise="gaussian:0.05"), EvalSpec(noise="blur:1")])
     noises = [r.get("noise") for r in json.loads((run / "results.json").read_text())["evaluations"]]
     assert "gaussian:0.05" in noises and "blur:1" not in noises
+
+
+def test_interrupted_attack_evaluation_resumes_without_redoing_batches(tree, tmp_path, monkeypatch):
+    import robustprompt.attacks as attacks
+    from robustprompt.engine.evaluate import EvalSpec
+
+    run = tmp_path / "r"
+    train(_cfg(tree), run)
+    spec = [EvalSpec(attack="pgd", eps="8/255", steps=3, n_max=12)]
+    reference = tmp_path / "ref"
+    import shutil
+
+    shutil.copytree(run, reference)
+    (expected,) = evaluate_run(reference, spec, batch_size=4)
+    real, calls = attacks.pgd, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(attacks, "pgd", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run, spec, batch_size=4)
+    assert len(list((run / ".partial").iterdir())) == 1  # two finished batches kept
+    calls.clear()
+    (resumed,) = evaluate_run(run, spec, batch_size=4)
+    assert len(calls) == 1  # only the third batch was attacked again
+    assert resumed == expected and len(resumed["correct"]) == 12
+    assert not (run / ".partial").exists()

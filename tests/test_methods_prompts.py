@@ -268,3 +268,15 @@ def test_kgcoop_uses_the_dataset_template_by_default(tiny_backbone):
     ref = tiny_backbone.text_features([TEMPLATE.format(c) for c in SEEN])
     assert torch.allclose(m.zeroshot_features(tuple(SEEN)), ref)
     assert not m.zeroshot_features(tuple(SEEN)).requires_grad
+
+
+def test_kgcoop_dtd_template_is_kgcoops_own(tiny_backbone):
+    """KgCoOp's code (htyao89/KgCoOp@c43ccc3) uses "a photo of a {}, a type of texture." for DTD, where
+    CoOp's template (the dataset's) is "{} texture."."""
+    from robustprompt.data.benchmarks import TEMPLATES
+    from robustprompt.methods.registry import create_method
+
+    torch.manual_seed(0)
+    m = create_method("kgcoop", tiny_backbone, ["banded", "woven"], TEMPLATES["dtd"], {"n_ctx": 4})
+    ref = tiny_backbone.text_features(["a photo of a banded, a type of texture.", "a photo of a woven, a type of texture."])
+    assert torch.allclose(m.zeroshot_features(("banded", "woven")), ref)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -88,8 +89,13 @@ def items_digest(items) -> str:
 
 
 def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_size: int = 256,
-             device="cpu", precision: str = "fp32", dist=None) -> dict:
+             device="cpu", precision: str = "fp32", dist=None, resume_dir: Path | None = None) -> dict:
     """A results.json record for `spec` on the test split of `data` (a DatasetSplits).
+
+    `resume_dir`: an attacked evaluation keeps each finished batch there (its per-image results,
+    AutoAttack counts, sanity checks), so that a rerun after an interruption attacks only the batches
+    not done yet; a batch's attack is seeded by its index, so the record is the same as an
+    uninterrupted run's. The file is removed once the record is complete.
 
     With `dist` (engine.distributed.Dist, several processes) each process evaluates every N-th test
     image and the counts are summed: the same clean/noise accuracy as one process; attacks draw their
@@ -120,8 +126,21 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     flags: list[str] = []  # per test image, in `items` order: "1" correct, "0" not
     extra: dict = {}
     sanity = None
+    store = None
+    if resume_dir is not None and spec.attack and not (dist is not None and dist.enabled):
+        store = BatchStore(resume_dir, {"spec": repr(spec), "items": items_digest(all_items), "seed": seed,
+                                        "batch_size": batch_size, "dataset": data.name})
     loader = eval_loader(items, data.images, method.backbone.image_size, batch_size)
     for i, (x, y) in enumerate(progress(loader, desc=spec.metric)):
+        done = store.get(i) if store is not None else None
+        if done is not None:  # measured before an interruption
+            correct += done["flags"].count("1")
+            n += len(done["flags"])
+            flags.extend(done["flags"])
+            if done.get("aa"):
+                _merge_aa_report(extra, done["aa"])
+            sanity = done.get("sanity", sanity)
+            continue
         x, y = x.to(device), y.to(device)
         if isinstance(noise, ImageNoise):
             x = apply_image_noise(x, noise, generator=noise_gen)
@@ -147,7 +166,12 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
         hit = (pred == y).cpu()
         correct += int(hit.sum())
         n += len(y)
-        flags.extend("1" if h else "0" for h in hit.tolist())
+        batch_flags = "".join("1" if h else "0" for h in hit.tolist())
+        flags.extend(batch_flags)
+        if store is not None:
+            store.put(i, {"flags": batch_flags, "aa": aa_report and {"broken_by": aa_report.get("broken_by"),
+                                                                      "settings": aa_report.get("settings")},
+                          **({"sanity": sanity} if i == 0 and sanity is not None else {})})
     per_image = "".join(flags)
     if dist is not None and dist.enabled:
         correct, n = (int(v) for v in dist.sum(correct, n))
@@ -171,7 +195,45 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             record["autoattack"] = extra
         if sanity is not None:
             record["sanity"] = sanity
+    if store is not None:
+        store.clear()
     return record
+
+
+class BatchStore:
+    """Finished batches of one attacked evaluation, in RESUME_DIR/<key>.json (written atomically)."""
+
+    def __init__(self, folder: Path, identity: dict):
+        import hashlib
+        import json
+
+        self.path = Path(folder) / (hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+                                    + ".json")
+        self.batches: dict = {}
+        if self.path.is_file():
+            try:
+                self.batches = json.loads(self.path.read_text()).get("batches", {})
+            except (ValueError, OSError):
+                self.batches = {}  # a torn file: start this evaluation again
+
+    def get(self, i: int) -> dict | None:
+        return self.batches.get(str(i))
+
+    def put(self, i: int, entry: dict) -> None:
+        import json
+
+        from .rundir import atomic_write_text
+
+        self.batches[str(i)] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps({"batches": self.batches}))
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()  # when no other evaluation is pending
+        except OSError:
+            pass
 
 
 SANITY_IMAGES = 32

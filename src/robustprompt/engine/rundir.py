@@ -5,6 +5,7 @@
     results.json         every metric as a record (see `add_records`), versions, backbone identity
     log.txt              human-readable log
     checkpoint/          training state for --resume (learnable tensors, optimizer, epoch)
+    .partial/            finished batches of an attacked evaluation that was interrupted (eval resumes)
     .lock                held while a process writes here
 
 Every file is written atomically (temporary file + rename). Nothing is ever unpickled.
@@ -33,6 +34,7 @@ PROMPT = "prompt.safetensors"
 RESULTS = "results.json"
 LOG = "log.txt"
 CHECKPOINT = "checkpoint"
+PARTIAL = ".partial"
 SCHEMA_VERSION = 1
 
 

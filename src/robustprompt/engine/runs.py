@@ -16,7 +16,7 @@ from ..data import prepare_dataset
 from ..errors import CheckpointError, RobustPromptError
 from ..methods.registry import create_method, method_config
 from .evaluate import EvalSpec, evaluate
-from .rundir import CONFIG, LOG, PROMPT, RESULTS, RunDir
+from .rundir import CONFIG, LOG, PARTIAL, PROMPT, RESULTS, RunDir
 from .train import versions
 
 
@@ -78,7 +78,7 @@ def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, devic
                                                 split=split, eval_only=not same)
             record = evaluate(method, prepared[key], replace(spec, split=split), seed=cfg.seed,
                               batch_size=batch_size or cfg.train.eval_batch_size, device=device,
-                              precision=cfg.train.precision)
+                              precision=cfg.train.precision, resume_dir=run / PARTIAL if write else None)
             record["dataset"] = dataset
             records.append(record)
             if write:

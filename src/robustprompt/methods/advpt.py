@@ -52,12 +52,13 @@ FEATURE_OBJECTIVES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 def feature_attack(encoder: Callable[[Tensor], Tensor], images: Tensor, eps, *, steps: int = 10,
                    alpha: Optional[float] = None, objective: str = "kl", random_start: bool = True,
-                   generators: Optional[Sequence[torch.Generator]] = None) -> Tensor:
+                   generators: Optional[Sequence[torch.Generator]] = None, start: str = "symmetric") -> Tensor:
     """L-inf PGD on an image encoder alone: push each image's embedding away from its clean one.
 
     encoder: (B, 3, H, W) in [0, 1] -> (B, E) embeddings (e.g. `backbone.encode_image`).
     Maximises `FEATURE_OBJECTIVES[objective](f(x_adv), f(x))` per image with steps of `alpha`
-    (default 1.25 * eps / steps, the AdvPT code's rule) from a uniform random start in the eps ball;
+    (default 1.25 * eps / steps, the AdvPT code's rule) from a uniform random start: x + U(-eps, eps)
+    (`start="symmetric"`) or x + U(0, eps) (`start="positive"`, as the AdvPT code draws it), clipped to [0, 1];
     `generators` (one per image) make each image's start independent of its batch. All three
     objectives have a zero gradient at x_adv = x, so without a random start PGD barely moves.
     Runs in fp32; returns the adversarial images, detached, within eps of `images` and in [0, 1].
@@ -79,7 +80,9 @@ def feature_attack(encoder: Callable[[Tensor], Tensor], images: Tensor, eps, *, 
             u = rand_uniform(x0.shape, None, x0.device)
         else:
             u = torch.stack([rand_uniform(x0.shape[1:], g, x0.device) for g in generators])
-        x = project(x0 + eps * (2 * u - 1), x0, eps, "Linf")
+        if start not in ("symmetric", "positive"):
+            raise ConfigError(f"unknown start {start!r}; symmetric or positive")
+        x = project(x0 + eps * (2 * u - 1 if start == "symmetric" else u), x0, eps, "Linf")
     else:
         x = x0.clone()
     loss_fn = FEATURE_OBJECTIVES[objective]
@@ -110,8 +113,10 @@ class AdvPTConfig(CoOpConfig):
     bank_objective: Objective = field(default="kl", metadata={
         "help": "what the feature attack maximises between f(x_adv) and f(x): kl = KL(softmax(f(x)) || "
                 "softmax(f(x_adv))) over embedding dims [code]; cosine = -cos; l2 = squared distance"})
-    bank_random_start: bool = field(default=True, metadata={
-        "help": "uniform random start in the eps ball [code starts at U(0, eps), one-sided; ours is U(-eps, eps)]"})
+    bank_random_start: bool = field(default=True, metadata={"help": "uniform random start in the eps ball [code]"})
+    bank_start: Literal["symmetric", "positive"] = field(default="symmetric", metadata={
+        "help": "the random start: positive = x + U(0, eps), as the authors' code draws it [code, the preset]; "
+                "symmetric = x + U(-eps, eps) [ours, the runs made before the preset followed the code]"})
     bank_seed: int = field(default=0, metadata={
         "help": "seed of the random starts, combined with each image's content hash [ours]"})
     bank_cache_size: int = field(default=100_000, metadata={
@@ -156,7 +161,8 @@ class AdvPT(CoOp):
         gens = [torch.Generator().manual_seed(_seed(cfg.bank_seed, k)) for k in keys]
         alpha = parse_eps(cfg.bank_alpha)[1] if cfg.bank_alpha else None
         return feature_attack(self.backbone.encode_image, images, cfg.bank_eps, steps=cfg.bank_steps, alpha=alpha,
-                              objective=cfg.bank_objective, random_start=cfg.bank_random_start, generators=gens)
+                              objective=cfg.bank_objective, random_start=cfg.bank_random_start, generators=gens,
+                              start=cfg.bank_start)
 
     def training_features(self, images: Tensor) -> Tensor:
         """(B, E) adversarial embeddings f(x_adv) of the frozen encoder: the bank entries of the batch."""

@@ -3,6 +3,10 @@
 loss = CE + kg_weight * (1 - mean_c cos(t_c^learned, t_c^zero-shot)), with t^zero-shot the frozen
 text features of the dataset's template, computed once per set of class names (authors'
 trainers/kgcoop.py: W = 8.0, 4 context tokens initialised from "a photo of a").
+
+The hand-crafted prompt is the dataset's template (CoOp's CUSTOM_TEMPLATES), except where KgCoOp's
+own CUSTOM_TEMPLATES differs from CoOp's: for DTD it is "a photo of a {}, a type of texture."
+(htyao89/KgCoOp@c43ccc3, KgCoOp/trainers/kgcoop.py), where CoOp's is "{} texture.".
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from .coop import CoOp, CoOpConfig
 from .registry import register_method
 
 
+# [code] KgCoOp's CUSTOM_TEMPLATES where it differs from CoOp's, keyed by CoOp's template of the dataset
+KGCOOP_TEMPLATES = {"{} texture.": "a photo of a {}, a type of texture."}
+
+
 @dataclass(frozen=True)
 class KgCoOpConfig(CoOpConfig):
     n_ctx: int = field(default=4, metadata={"help": "number of learnable context vectors"})
@@ -27,7 +35,8 @@ class KgCoOpConfig(CoOpConfig):
     kg_weight: float = field(default=8.0, metadata={
         "help": "lambda: weight of 1 - mean cos(learned, zero-shot class text features)"})
     kg_template: str = field(default="", metadata={
-        "help": "hand-crafted template with {} for the zero-shot features; '' = the dataset's"})
+        "help": "hand-crafted template with {} for the zero-shot features; '' = the dataset's, as KgCoOp's "
+                "code has it (DTD: 'a photo of a {}, a type of texture.')"})
 
     def __post_init__(self):
         super().__post_init__()
@@ -48,7 +57,7 @@ class KgCoOp(CoOp):
         """(C, E) L2-normalised frozen features of the hand-crafted prompts, computed once per name set."""
         names = tuple(classnames)
         if names not in self._zeroshot:
-            template = self.config.kg_template or self.template
+            template = self.config.kg_template or KGCOOP_TEMPLATES.get(self.template, self.template)
             with torch.autocast(self.backbone.device.type, enabled=False):  # fp32 even inside bf16 training
                 feats = self.backbone.text_features([template.format(c) for c in names])
             self._zeroshot[names] = feats.detach().float()

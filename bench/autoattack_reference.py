@@ -1,0 +1,123 @@
+"""Our AutoAttack against the reference implementations, on the same model and the same images.
+
+    .venv/bin/python bench/autoattack_reference.py --reference PATH/TO/auto-attack [--torchattacks]
+        [--run RUN | --method zeroshot] [--dataset fashion-mnist] [--n 100] [--eps 1/255]
+        [--device cpu] [--threads 2] [--json OUT]
+
+`--reference` is a checkout of fra31/auto-attack (the folder holding `autoattack/`; pinned commit
+a39220048b3c9f2cca9a4d3a54604793c68eca7e was used for the numbers in docs/performance.md); it is
+imported from there, never vendored. `--torchattacks` also runs torchattacks' AutoAttack (pip
+install torchattacks) as a second reference. All run the standard version (APGD-CE, APGD-T,
+FAB-T, Square; 100 iterations, 9 targets, 5000 queries) with seed 0 on one batch of the first `--n`
+images of a seeded subset of the test split, through the same classifier (the run's prompts,
+class features computed once). Printed: each implementation's robust accuracy and wall time, the
+per-image agreement of the robust sets with ours, and the time ratio (reference / ours). The
+implementations are timed one after the other in this one process; the load average is printed
+beside the times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+
+def classifier_and_data(args):
+    from robustprompt.backbone import load_backbone
+    from robustprompt.data import prepare_dataset
+    from robustprompt.engine.evaluate import eval_loader, subset
+    from robustprompt.engine.runs import load_run
+    from robustprompt.methods.registry import create_method
+
+    if args.run:
+        cfg, method = load_run(args.run, args.device)
+        data = prepare_dataset(cfg.data.dataset, cfg.data.root, shots=0, seed=cfg.seed, split=cfg.data.split)
+    else:
+        bb = load_backbone(args.model, None, device=args.device)
+        data = prepare_dataset(args.dataset, None, shots=0, seed=1, split="all")
+        method = create_method(args.method, bb, data.classnames, data.template)
+    method.eval()
+    with torch.no_grad():
+        ctx = method.class_context(list(data.classnames))
+    items = subset(data.test, args.n, 1)
+    x, y = next(iter(eval_loader(items, data.images, method.backbone.image_size, len(items))))
+    return (lambda z: method(z, ctx)), x.to(args.device), y.to(args.device)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reference", required=True, help="checkout of fra31/auto-attack (the folder with autoattack/)")
+    ap.add_argument("--torchattacks", action="store_true", help="also run torchattacks' AutoAttack")
+    ap.add_argument("--run", help="a run directory (default: zero-shot on the embedded model)")
+    ap.add_argument("--method", default="zeroshot")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--eps", default="1/255")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json", help="append the result as one JSON line")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not os.path.isdir(os.path.join(args.reference, "autoattack")):
+        print(f"--reference {args.reference}: no autoattack/ folder (a checkout of fra31/auto-attack)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, os.path.abspath(args.reference))
+    from autoattack import AutoAttack as ReferenceAutoAttack
+
+    from robustprompt.attacks import autoattack, parse_eps
+
+    f, x, y = classifier_and_data(args)
+    eps = parse_eps(args.eps)[1]
+
+    def robust_of(adv):
+        with torch.no_grad():
+            return (f(adv).argmax(1) == y).cpu()
+
+    ours, t_ours = timed(lambda: autoattack(f, x, y, eps, seed=0))
+    ours_robust = ours.robust.cpu()
+    rows = [("robustprompt", ours_robust, t_ours)]
+    ref = ReferenceAutoAttack(f, norm="Linf", eps=eps, version="standard", seed=0, verbose=False, device=args.device)
+    adv, t_ref = timed(lambda: ref.run_standard_evaluation(x.clone(), y.clone(), bs=len(y)))
+    rows.append(("fra31/auto-attack", robust_of(adv), t_ref))
+    if args.torchattacks:
+        import torchattacks
+
+        class Wrapped(torch.nn.Module):
+            def forward(self, z):
+                return f(z)
+
+        ta = torchattacks.AutoAttack(Wrapped(), norm="Linf", eps=eps, version="standard", n_classes=int(f(x[:1]).shape[1]),
+                                     seed=0)
+        adv, t_ta = timed(lambda: ta(x.clone(), y.clone()))
+        rows.append(("torchattacks", robust_of(adv), t_ta))
+    load = "/".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"{len(y)} images, eps {args.eps}, load average {load}, threads {torch.get_num_threads()}")
+    print(f"{'implementation':20} {'robust acc':>10} {'time s':>8} {'same as ours':>13} {'time / ours':>11}")
+    result = {"n": len(y), "eps": args.eps, "load_avg": load, "run": args.run or f"{args.method} {args.dataset}",
+              "ours_time_s": round(t_ours, 2), "implementations": {}}
+    for name, robust, t in rows:
+        agree = int((robust == ours_robust).sum())
+        print(f"{name:20} {robust.float().mean().item():>10.4f} {t:>8.1f} {agree:>7}/{len(y):<5} {t / t_ours:>10.2f}x")
+        result["implementations"][name] = {"robust_acc": robust.float().mean().item(), "time_s": round(t, 2),
+                                           "agree": agree, "ratio_to_ours": round(t / t_ours, 3)}
+    if args.json:
+        with open(args.json, "a") as fh:
+            fh.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
