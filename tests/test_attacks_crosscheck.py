@@ -88,3 +88,20 @@ def test_autoattack_matches_reference(trained, norm, eps):
         a, b = ours["robust_acc_after"][name], theirs["robust_acc_after"][name]
         assert abs(a - b) <= 2 / len(y), (name, a, b)
     assert abs(ours["autoattack_acc"] - theirs["autoattack_acc"]) <= 2 / len(y)
+
+
+# Robust set of AutoAttack (Linf 8/255, n_iter 20, 300 queries, 9 targets, seed 0) on the toy MLP's
+# test seed 5, image by image: what this implementation and the reference (pyautoattack, the authors'
+# code) both found when it was pinned. An optimisation of the attacks must leave it unchanged.
+PINNED_ROBUST_SET = "11000110110010001110001011001011"
+
+
+def test_autoattack_robust_set_is_pinned():
+    m, x, y = trained_mlp(test_seed=5)
+    kw = dict(norm="Linf", n_iter=20, n_queries=300, n_target_classes=9, seed=0)
+    bits = lambda r: "".join("1" if b else "0" for b in r.robust.tolist())  # noqa: E731
+    assert bits(autoattack(m, x, y, 8 / 255, **kw)) == PINNED_ROBUST_SET
+    pytest.importorskip("pyautoattack")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert bits(autoattack(m, x, y, 8 / 255, backend="pyautoattack", **kw)) == PINNED_ROBUST_SET
