@@ -190,13 +190,16 @@ def test_text_side_methods_train_on_a_resnet_and_image_prompts_refuse_it(tmp_pat
     from robustprompt.cli import main
 
     args = ["--model", "robustprompt-test-rn", "--pretrained", "random", "--dataset", "shapes", "--set",
-            "train.epochs=1", "--shots", "2", "--set", "method_cfg.n_ctx=4"]
-    for method in ("coop", "kgcoop"):
-        assert main(["train", "--method", method, *args, "--out", str(tmp_path / method)]) == 0
+            "train.epochs=1", "--shots", "2"]
+    for method, extra in (("zeroshot", []), ("coop", ["--set", "method_cfg.n_ctx=4"]),
+                          ("kgcoop", ["--set", "method_cfg.n_ctx=4"]),
+                          ("advpt", ["--set", "method_cfg.n_ctx=4", "--set", "method_cfg.bank_steps=2"])):
+        assert main(["train", "--method", method, *args, *extra, "--out", str(tmp_path / method)]) == 0
         assert (tmp_path / method / "results.json").is_file()
-    assert main(["eval", str(tmp_path / "coop"), "--split", "novel"]) == 0
-    for method in ("maple", "ivlp", "anprompt", "naptuning"):
-        fails(capsys, ["train", "--method", method, *args[:-2], "--out", str(tmp_path / method)],
+    assert main(["eval", str(tmp_path / "coop"), "--split", "novel", "--attack", "pgd", "--eps", "1/255",
+                 "--steps", "2", "--n-max", "8"]) == 0
+    for method in ("maple", "ivlp", "anprompt", "naptuning", "advivlp", "advmaple"):
+        fails(capsys, ["train", "--method", method, *args, "--out", str(tmp_path / method)],
               "supports ViT image towers only")
         assert not (tmp_path / method).exists()
 

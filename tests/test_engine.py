@@ -205,3 +205,27 @@ def test_interrupted_attack_evaluation_resumes_without_redoing_batches(tree, tmp
     assert len(calls) == 1  # only the third batch was attacked again
     assert resumed == expected and len(resumed["correct"]) == 12
     assert not (run / ".partial").exists()
+
+
+def test_sharded_attack_evaluation_assembles_the_same_record(tree, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "r"
+    train(_cfg(tree), run)
+    shutil.copytree(run, tmp_path / "ref")
+    args = ["--attack", "pgd", "--eps", "8/255", "--steps", "3", "--n-max", "12", "--batch-size", "4"]
+    assert main(["eval", str(tmp_path / "ref"), *args]) == 0
+    expected = [r for r in json.loads((tmp_path / "ref" / "results.json").read_text())["evaluations"]
+                if r["metric"] == "pgd_acc"]
+    before = (run / "results.json").read_text()
+    for k in (0, 1):
+        assert main(["eval", str(run), *args, "--shard", f"{k}/2"]) == 0
+        assert (run / "results.json").read_text() == before  # shards write batches, not records
+    assert len(list((run / ".partial").rglob("*.json"))) == 3
+    assert main(["eval", str(run), *args]) == 0
+    got = [r for r in json.loads((run / "results.json").read_text())["evaluations"] if r["metric"] == "pgd_acc"]
+    assert got == expected and not (run / ".partial").exists()
+    from helpers import fails
+
+    fails(capsys, ["eval", str(run), "--shard", "2/2", *args], "K must be in 0 .. N-1")
+    fails(capsys, ["eval", str(run), "--shard", "0/2"], "attacked evaluations only")

@@ -148,8 +148,9 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
         raise ModelError(f"weights file not found: {weights_file}")
 
     weights = None
+    sha256 = file_sha256(weights_file) if weights_file is not None else ""
     if weights_file is not None and tag != "embedded":
-        weights = read_weights(weights_file, file_sha256(weights_file))
+        weights = read_weights(weights_file, sha256)
     if quick_gelu is None:
         named = model.endswith("-quickgelu")
         if weights is not None and weights.quick_gelu is not None:
@@ -197,7 +198,7 @@ def load_backbone(model: str | None = None, pretrained: str | None = None, *, de
     backbone.identity = identity = BackboneIdentity(
         model=model,
         pretrained=tag if weights_file is None or tag == "embedded" else str(weights_file),
-        weights_sha256=file_sha256(weights_file) if weights_file is not None else "",
+        weights_sha256=sha256,
         quick_gelu=bool(quick_gelu),
         open_clip_version=open_clip.__version__,
         embed_dim=int(backbone.embed_dim),

@@ -12,6 +12,11 @@ EXAMPLES = """examples:
   robustprompt eval RUN --attack autoattack --eps 4/255 --n-max 500   # on a fixed seeded subset
   robustprompt eval runs/coop-imagenet --dataset eurosat --data-root ~/data --split all   # cross-dataset
 
+Splitting an AutoAttack evaluation over 4 processes (or devices), then assembling its record:
+  for k in 0 1 2 3; do robustprompt eval RUN --attack autoattack --eps 1/255 --n-max 1000 --batch-size 50 --shard $k/4 & done; wait
+  robustprompt eval RUN --attack autoattack --eps 1/255 --n-max 1000 --batch-size 50
+An interrupted attacked evaluation continues where it stopped when the same command is run again.
+
 Each evaluation is one record in RUN/results.json (a record with the same dataset, split, metric,
 attack, eps, steps and noise replaces the old one). Clean accuracy is always evaluated too.
 """
@@ -32,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--n-max", type=int, help="evaluate on a fixed seeded subset of this many test images")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json unchanged")
+    p.add_argument("--shard", metavar="K/N", help="attack only batches i with i %% N == K (K = 0 .. N-1) and keep "
+                                                  "them in RUN/.partial: N processes or devices split an attacked "
+                                                  "evaluation; the same command without --shard then makes the record")
     p.add_argument("--out", help="record into a copy of the run in this new folder (for a run in a read-only "
                                  "folder, or one to keep unchanged)")
     add_device(p)
@@ -62,9 +70,21 @@ def run(args) -> int:
 
     if args.out and args.no_write:
         raise ConfigError("--out and --no-write contradict each other; give one")
+    shard = None
+    if args.shard:
+        try:
+            k, n = (int(v) for v in args.shard.split("/"))
+        except ValueError:
+            raise ConfigError(f"--shard expects K/N, e.g. 0/4; got {args.shard!r}") from None
+        if not 0 <= k < n:
+            raise ConfigError(f"--shard {args.shard}: K must be in 0 .. N-1")
+        shard = (k, n)
 
     records = evaluate_run(args.run, specs_from_args(args), device=args.device, batch_size=args.batch_size,
-                           write=not args.no_write, out=args.out)
+                           write=not args.no_write, out=args.out, shard=shard)
     for r in records:
         print(describe(r))
+    if shard is not None:
+        print(f"shard {shard[0]}/{shard[1]} done: its batches are in {args.run}/.partial; run the same command "
+              "without --shard (after every shard) to make the record")
     return 0

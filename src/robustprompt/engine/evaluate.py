@@ -89,13 +89,17 @@ def items_digest(items) -> str:
 
 
 def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_size: int = 256,
-             device="cpu", precision: str = "fp32", dist=None, resume_dir: Path | None = None) -> dict:
+             device="cpu", precision: str = "fp32", dist=None, resume_dir: Path | None = None,
+             shard: tuple[int, int] | None = None) -> dict | None:
     """A results.json record for `spec` on the test split of `data` (a DatasetSplits).
 
     `resume_dir`: an attacked evaluation keeps each finished batch there (its per-image results,
     AutoAttack counts, sanity checks), so that a rerun after an interruption attacks only the batches
     not done yet; a batch's attack is seeded by its index, so the record is the same as an
     uninterrupted run's. The file is removed once the record is complete.
+    `shard` (k, N) with `resume_dir`: attack only the batches i with i % N == k and keep them there;
+    returns None. N processes (or devices) with k = 0 .. N-1 split an evaluation this way, and a run
+    without `shard` then finds every batch done and makes the record.
 
     With `dist` (engine.distributed.Dist, several processes) each process evaluates every N-th test
     image and the counts are summed: the same clean/noise accuracy as one process; attacks draw their
@@ -131,7 +135,11 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
         store = BatchStore(resume_dir, {"spec": repr(spec), "items": items_digest(all_items), "seed": seed,
                                         "batch_size": batch_size, "dataset": data.name})
     loader = eval_loader(items, data.images, method.backbone.image_size, batch_size)
+    if shard is not None and store is None:
+        raise ConfigError("splitting an evaluation (shard) needs an attack and a writable run directory")
     for i, (x, y) in enumerate(progress(loader, desc=spec.metric)):
+        if shard is not None and i % shard[1] != shard[0]:
+            continue
         done = store.get(i) if store is not None else None
         if done is not None:  # measured before an interruption
             correct += done["flags"].count("1")
@@ -172,6 +180,8 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             store.put(i, {"flags": batch_flags, "aa": aa_report and {"broken_by": aa_report.get("broken_by"),
                                                                       "settings": aa_report.get("settings")},
                           **({"sanity": sanity} if i == 0 and sanity is not None else {})})
+    if shard is not None:
+        return None
     per_image = "".join(flags)
     if dist is not None and dist.enabled:
         correct, n = (int(v) for v in dist.sum(correct, n))
@@ -201,37 +211,38 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
 
 
 class BatchStore:
-    """Finished batches of one attacked evaluation, in RESUME_DIR/<key>.json (written atomically)."""
+    """Finished batches of one attacked evaluation: RESUME_DIR/<key>/<batch>.json, one file per batch
+    (written atomically), so that several processes working on one evaluation never write one file."""
 
     def __init__(self, folder: Path, identity: dict):
         import hashlib
         import json
 
-        self.path = Path(folder) / (hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
-                                    + ".json")
-        self.batches: dict = {}
-        if self.path.is_file():
-            try:
-                self.batches = json.loads(self.path.read_text()).get("batches", {})
-            except (ValueError, OSError):
-                self.batches = {}  # a torn file: start this evaluation again
+        self.root = Path(folder)
+        self.path = self.root / hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
     def get(self, i: int) -> dict | None:
-        return self.batches.get(str(i))
+        import json
+
+        try:
+            return json.loads((self.path / f"{i}.json").read_text())
+        except (OSError, ValueError):
+            return None  # not done (or torn: done again)
 
     def put(self, i: int, entry: dict) -> None:
         import json
 
         from .rundir import atomic_write_text
 
-        self.batches[str(i)] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps({"batches": self.batches}))
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / f"{i}.json", json.dumps(entry))
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
         try:
-            self.path.parent.rmdir()  # when no other evaluation is pending
+            self.root.rmdir()  # when no other evaluation is pending
         except OSError:
             pass
 

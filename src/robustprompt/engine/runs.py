@@ -46,11 +46,13 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", *, backbone=N
 
 def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, device: str | torch.device = "cpu",
                  batch_size: int | None = None, write: bool = True, out: str | Path | None = None,
-                 **spec_fields) -> list[dict]:
+                 shard: tuple[int, int] | None = None, **spec_fields) -> list[dict]:
     """Evaluate a run under each spec (default: clean accuracy on its own split) and record the results.
 
     `evaluate_run(run, split="novel")` is shorthand for `evaluate_run(run, [EvalSpec(split="novel")])`.
     `out`: record into a copy of the run made there (a run in a read-only folder, or one to keep as it is).
+    `shard` (k, N): attack only this process's share of the batches and keep them in RUN/.partial (no
+    record; a later run without `shard` completes it). Clean and noise evaluations are not split.
     """
     specs = list(specs) if specs else [EvalSpec(**spec_fields)]
     run = RunDir(path).require()
@@ -63,10 +65,16 @@ def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, devic
     header = {"backbone": method.backbone.identity.to_dict(), "versions": versions()}
     prepared: dict[tuple, object] = {}
     records = []
+    if shard is not None and (not write or out is not None):
+        raise RobustPromptError("--shard records into the run itself; drop --no-write / --out")
+    if shard is not None:
+        specs = [s for s in specs if s.attack]
+        if not specs:
+            raise RobustPromptError("--shard splits attacked evaluations only; add --attack")
     # Writing: the run is locked for the whole evaluation (a second `eval` of it fails at once instead
     # of repeating the work), and each record is saved as soon as it is measured, so an interrupted
-    # list of long attacks keeps the finished ones.
-    with run.lock() if write else nullcontext():
+    # list of long attacks keeps the finished ones. Shards write only their own batch files.
+    with run.lock() if write and shard is None else nullcontext():
         for spec in specs:
             dataset = spec.dataset or cfg.data.dataset
             root = spec.root if spec.root is not None else (cfg.data.root if dataset == cfg.data.dataset else None)
@@ -78,7 +86,10 @@ def evaluate_run(path: str | Path, specs: list[EvalSpec] | None = None, *, devic
                                                 split=split, eval_only=not same)
             record = evaluate(method, prepared[key], replace(spec, split=split), seed=cfg.seed,
                               batch_size=batch_size or cfg.train.eval_batch_size, device=device,
-                              precision=cfg.train.precision, resume_dir=run / PARTIAL if write else None)
+                              precision=cfg.train.precision, resume_dir=run / PARTIAL if write else None,
+                              shard=shard)
+            if record is None:  # this shard's batches are kept in RUN/.partial
+                continue
             record["dataset"] = dataset
             records.append(record)
             if write:
