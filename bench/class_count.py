@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/class_count.py [--methods coop,maple,anprompt,naptuning] [--classes 10,100,1000]
                                           [--model ViT-B-16] [--batch 4] [--device cpu] [--threads N]
-                                          [--chunk 256] [--no-chunk-at 1000] [--json OUT]
+                                          [--chunk 0] [--json OUT]
 
 Each (method, class count) runs in its own process, so that its peak memory is its own: peak RSS
 (ru_maxrss, which includes the ~0.6 GB of ViT-B/16 weights) on a CPU, torch.cuda.max_memory_allocated
@@ -10,8 +10,8 @@ on a GPU. A step is the engine's own training step (`engine.train.step_loss` + b
 at the method's preset, on random weights (speed and memory do not depend on the values) and random
 images, class names of two to three words ("class 17 object"). NAP-Tuning's step includes its
 adversarial training (PGD-2, as its preset). The median of the timed steps after one warm-up step is
-reported, with the load average of the machine beside it. `--no-chunk-at C` also runs C classes with
-train.class_chunk=0 (the whole class side at once) for the memory comparison.
+reported, with the load average of the machine beside it. `--chunk 256` measures the class side
+encoded 256 classes at a time under activation checkpointing (train.class_chunk).
 """
 
 from __future__ import annotations
@@ -82,8 +82,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    ap.add_argument("--chunk", type=int, default=256, help="train.class_chunk")
-    ap.add_argument("--no-chunk-at", default="", help="class counts also run with train.class_chunk=0")
+    ap.add_argument("--chunk", type=int, default=0, help="train.class_chunk (0: all classes at once, the default)")
     ap.add_argument("--steps", type=int, default=0, help="timed steps (0: 3, or 1 from 1000 classes up)")
     ap.add_argument("--json", help="append each row to this JSON-lines file (and skip rows already there)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # METHOD:CLASSES:CHUNK, run in a child process
@@ -103,7 +102,6 @@ def main() -> int:
                 r = json.loads(line)
                 done.add((r["method"], r["classes"], r["class_chunk"], r["model"], r["device"], r["batch"]))
     plan = [(m, int(c), args.chunk) for m in args.methods.split(",") for c in args.classes.split(",")]
-    plan += [(m, int(c), 0) for m in args.methods.split(",") for c in args.no_chunk_at.split(",") if c]
     print(f"{'method':10} {'classes':>7} {'chunk':>5} {'step s':>8} {'peak GB':>8}  load")
     for method, n, chunk in plan:
         if (method, n, chunk, args.model, args.device, args.batch) in done:
