@@ -85,7 +85,7 @@ class Predictor:
         self._contexts: dict[tuple[str, ...], object] = {}
 
     def context(self, classnames: Sequence[str]):
-        from .engine.train import autocast
+        from .engine.precision import autocast
 
         key = tuple(classnames)
         if key not in self._contexts:
@@ -100,7 +100,7 @@ class Predictor:
     def probabilities(self, images: Sequence[ImageLike], classes=None, *, batch_size: int = 32):
         """(probabilities (N, C) as a float32 tensor, class names)."""
         from .data.transforms import eval_transform
-        from .engine.train import autocast
+        from .engine.precision import autocast
 
         names = self.classnames if classes is None else parse_classes(classes)
         if isinstance(images, (str, Path)) or hasattr(images, "convert"):

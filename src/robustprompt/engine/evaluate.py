@@ -107,7 +107,7 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     """
     from ..attacks.noise import ImageNoise, TextNoise, apply_image_noise, parse_noise
     from .progress import progress
-    from .train import autocast
+    from .precision import autocast
 
     device = torch.device(device)
     method.eval()

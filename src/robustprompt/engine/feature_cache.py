@@ -53,7 +53,7 @@ def training_feature_dataset(method, dataset, *, batch_size: int, precision: str
     runs under the run's precision, as it would inside the loss; methods that need gradients inside it
     (AdvPT's feature attack) enable them themselves.
     """
-    from .train import autocast
+    from .precision import autocast
 
     n = len(dataset)
     bounds = [n * r // dist.world_size for r in range(dist.world_size + 1)]

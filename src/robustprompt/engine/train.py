@@ -29,6 +29,7 @@ from .checkpoint import load_training_state, save_training_state
 from .progress import progress
 from .evaluate import EvalSpec, evaluate
 from .feature_cache import training_feature_dataset, use_feature_cache
+from .precision import autocast
 from .rundir import CHECKPOINT, RunDir
 from .schedule import build_optimizer, lr_at_epoch, set_lr
 from .seeding import derive_seed, seed_everything
@@ -39,12 +40,6 @@ def versions() -> dict:
 
     return {"robustprompt": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
             "python": sys.version.split()[0]}
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class Terminated(KeyboardInterrupt):

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..config import from_dict
+from ..dataclass_io import from_dict
 from ..errors import ConfigError
 
 
