@@ -6,8 +6,11 @@
 
 `--reference` is a checkout of fra31/auto-attack (the folder holding `autoattack/`; pinned commit
 a39220048b3c9f2cca9a4d3a54604793c68eca7e was used for the numbers in docs/performance.md); it is
-imported from there, never vendored. `--torchattacks` also runs torchattacks' AutoAttack (pip
-install torchattacks) as a second reference. All run the standard version (APGD-CE, APGD-T,
+imported from there, never vendored. `--torchattacks` also runs torchattacks' attacks (pip install
+--no-deps torchattacks; 3.5.1 was used) as a second reference, configured as the standard version:
+torchattacks' own `AutoAttack(version="standard")` runs APGD, APGD-T and FAB with 10 iterations
+(its classes' default), not the standard 100, and Square with the rescaled schedule, so it is a
+weaker, cheaper attack; here its components are built with the standard settings instead. All run the standard version (APGD-CE, APGD-T,
 FAB-T, Square; 100 iterations, 9 targets, 5000 queries) with seed 0 on one batch of the first `--n`
 images of a seeded subset of the test split, through the same classifier (the run's prompts,
 class features computed once). Printed: each implementation's robust accuracy and wall time, the
@@ -99,8 +102,15 @@ def main() -> int:
             def forward(self, z):
                 return f(z)
 
-        ta = torchattacks.AutoAttack(Wrapped(), norm="Linf", eps=eps, version="standard", n_classes=int(f(x[:1]).shape[1]),
-                                     seed=0)
+        net, classes = Wrapped(), int(f(x[:1]).shape[1])
+        ta = torchattacks.MultiAttack([  # AutoAttack's standard settings (see the module docstring)
+            torchattacks.APGD(net, norm="Linf", eps=eps, steps=100, n_restarts=1, seed=0, loss="ce"),
+            torchattacks.APGDT(net, norm="Linf", eps=eps, steps=100, n_restarts=1, seed=0, n_classes=classes),
+            torchattacks.FAB(net, norm="Linf", eps=eps, steps=100, n_restarts=1, seed=0, multi_targeted=True,
+                             n_classes=classes),
+            torchattacks.Square(net, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, p_init=0.8,
+                                resc_schedule=False, seed=0),
+        ])
         adv, t_ta = timed(lambda: ta(x.clone(), y.clone()))
         rows.append(("torchattacks", robust_of(adv), t_ta))
     load = "/".join(f"{v:.2f}" for v in os.getloadavg())

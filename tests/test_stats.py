@@ -52,6 +52,7 @@ def test_paired_comparison_agrees_with_a_hand_computation():
     assert 2 / 3 + 1.959964 * se > 1 and c.high == 1.0  # a difference of accuracies is at most 1: clipped
     assert c.verdict == "established"
     assert mcnemar_p(a[0], b[0]) == pytest.approx(0.125)  # 4 discordant, all for A: 2 * (1/2)^4
+    assert c.mcnemar_p == pytest.approx(0.125)
     assert verdict(0.01, 0.2) == "established" and verdict(-0.2, -0.01) == "refuted"
     assert verdict(-0.01, 0.2) == "not established"
 
@@ -73,6 +74,16 @@ def test_seed_spread_widens_the_interval_with_students_t():
     half = t.ppf(0.975, df) * np.sqrt(total)
     assert (c.low, c.high) == (pytest.approx(0.04 - half), pytest.approx(0.04 + half))
     assert c.verdict == "not established"  # +4 points, but three seeds this far apart cannot say
+
+
+def test_one_run_and_degenerate_cells_get_wilson_intervals():
+    none_right = np.zeros((1, 20), dtype=bool)  # e.g. AutoAttack breaks all 20 images
+    e = interval([Cell({"all": none_right})])
+    assert e.value == 0 and e.low == 0 and e.high == pytest.approx(wilson_interval(0, 20)[1])
+    assert 0.15 < e.high < 0.17  # 0 of 20 is not proof of 0%
+    all_right = np.ones((3, 20), dtype=bool)  # three seeds, every image right
+    e = interval([Cell({"all": all_right})])
+    assert e.high == 1 and e.low == pytest.approx(wilson_interval(60, 60)[0])
 
 
 def test_verdict_flips_when_the_data_flip():

@@ -100,27 +100,33 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
     return rows, notes
 
 
+def p_value_text(p: float | None) -> str:
+    """An exact p-value for a table: two significant digits, "<1e-4" below."""
+    return "" if p is None else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+
+
 def signed_points(x: float) -> str:
     """A difference in points with its sign; no "-0.00"."""
     return f"{round(100 * x, 2) + 0.0:+.2f}"
 
 
 def format_rows(rows: list[ComparisonRow], a: str, b: str) -> str:
-    head = ["scope", "evaluation", "split", a, b, f"{a} - {b} [95% CI]", f"{a} > {b}?", "seeds", "images"]
+    head = ["scope", "evaluation", "split", a, b, f"{a} - {b} [95% CI]", f"{a} > {b}?", "McNemar p", "seeds",
+            "images"]
     body = [[r.scope, r.evaluation, r.split, f"{100 * r.result.a:.2f}", f"{100 * r.result.b:.2f}",
              f"{signed_points(r.result.diff)} [{signed_points(r.result.low)}, {signed_points(r.result.high)}]",
-             r.result.verdict, str(r.result.n_seeds), str(r.result.n_images)] for r in rows]
+             r.result.verdict, p_value_text(r.result.mcnemar_p), str(r.result.n_seeds), str(r.result.n_images)] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 
 def markdown_rows(rows: list[ComparisonRow], a: str, b: str) -> str:
-    out = [f"| scope | evaluation | split | {a} | {b} | {a} - {b} [95% CI] | {a} > {b}? | seeds | images |",
-           "|---|---|---|---:|---:|---|---|---:|---:|"]
+    out = [f"| scope | evaluation | split | {a} | {b} | {a} - {b} [95% CI] | {a} > {b}? | McNemar p | seeds | images |",
+           "|---|---|---|---:|---:|---|---|---:|---:|---:|"]
     for r in rows:
         c = r.result
         out.append(f"| {r.scope} | {r.evaluation} | {r.split} | {100 * c.a:.2f} | {100 * c.b:.2f} | "
                    f"{signed_points(c.diff)} [{signed_points(c.low)}, {signed_points(c.high)}] | {c.verdict} | "
-                   f"{c.n_seeds} | {c.n_images} |")
+                   f"{p_value_text(c.mcnemar_p)} | {c.n_seeds} | {c.n_images} |")
     return "\n".join(out)

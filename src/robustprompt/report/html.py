@@ -39,7 +39,7 @@ def _figure(f) -> str:
 
 
 def _comparisons_html(comparisons) -> list[str]:
-    from .compare import signed_points
+    from .compare import p_value_text, signed_points
 
     e = html.escape
     parts = []
@@ -48,7 +48,7 @@ def _comparisons_html(comparisons) -> list[str]:
         parts.append("<p class='note'>Difference of accuracy (points) with its 95% interval from a paired "
                      "two-level bootstrap over seeds and test images; the verdict on the claim "
                      f"&ldquo;{e(a)} &gt; {e(b)}&rdquo; reads the interval.</p>")
-        head = ["scope", "evaluation", "split", a, b, f"{a} - {b}", "95% CI", "verdict", "seeds", "images"]
+        head = ["scope", "evaluation", "split", a, b, f"{a} - {b}", "95% CI", "verdict", "McNemar p", "seeds", "images"]
         parts.append("<div class='scroll'><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head)
                      + "</tr></thead><tbody>")
         for r in rows:
@@ -59,7 +59,7 @@ def _comparisons_html(comparisons) -> list[str]:
                     f"[{signed_points(c.low)}, {signed_points(c.high)}]"]
             parts.append(f"<tr{cls}>" + "".join(f"<td>{x}</td>" for x in cells)
                          + "".join(f"<td class='num'>{x}</td>" for x in nums)
-                         + f"<td>{e(c.verdict)}</td><td class='num'>{c.n_seeds}</td>"
+                         + f"<td>{e(c.verdict)}</td><td class='num'>{p_value_text(c.mcnemar_p)}</td><td class='num'>{c.n_seeds}</td>"
                          + f"<td class='num'>{c.n_images}</td></tr>")
         parts.append("</tbody></table></div>")
         if notes:

@@ -5,6 +5,8 @@ Every evaluation record holds `correct` (one "1"/"0" per test image, in a fixed 
 
 - **One accuracy** (one run, one evaluation): the Wilson score interval of a binomial proportion
   (`scipy.stats.binomtest(...).proportion_ci`): the test images are the sample, the model is fixed.
+  Wilson's interval stays honest at 0% and 100%, where a resampling interval collapses to a point;
+  so it is also used, on the pooled counts, for a cell whose every seed and image agree.
 - **A table cell** (a method's accuracy averaged over seeds, or over datasets too) and **a paired
   difference** between two methods: two things vary from one replication of an experiment to the
   next, the few-shot training set (the seed) and the test images, and the interval adds both.
@@ -135,8 +137,17 @@ def _combine(per_dataset: list[np.ndarray], level: float, lowest: float) -> Esti
 def interval(datasets: list[Cell], kind: str = "acc", level: float = LEVEL, n_boot: int = N_BOOT,
              seed: int = 0) -> Estimate:
     """A method's statistic (mean over datasets of the mean over seeds) with its interval."""
+    matrices = [m for c in datasets for m in c.splits.values()]
+    if kind == "acc" and len(matrices) == 1 and matrices[0].shape[0] == 1:  # one run, one evaluation
+        k, n = int(matrices[0].sum()), matrices[0].size
+        low, high = wilson_interval(k, n, level)
+        return Estimate(k / n, low, high)
     (reps,) = _image_replicates([(c,) for c in datasets], kind, n_boot, seed)
-    return _combine(reps, level, lowest=0.0)
+    est = _combine(reps, level, lowest=0.0)
+    k, n = sum(int(m.sum()) for m in matrices), sum(m.size for m in matrices)
+    if kind == "acc" and k in (0, n):  # all right or all wrong: no spread to resample
+        est.low, est.high = wilson_interval(k, n, level)
+    return est
 
 
 @dataclass
@@ -152,10 +163,11 @@ class Comparison:
     n_images: int  # per seed, summed over datasets and splits
     se_seeds: float = 0.0
     se_images: float = 0.0
+    mcnemar_p: float | None = None  # accuracy comparisons: exact McNemar over every seed's images, pooled
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("a", "b", "diff", "low", "high", "verdict", "n_datasets",
-                                               "n_seeds", "n_images", "se_seeds", "se_images")}
+                                               "n_seeds", "n_images", "se_seeds", "se_images", "mcnemar_p")}
 
 
 def verdict(low: float, high: float) -> str:
@@ -176,8 +188,13 @@ def compare(pairs: list[tuple[Cell, Cell]], kind: str = "acc", level: float = LE
             raise ValueError("paired cells must hold the same splits, seeds and images")
     ra, rb = _image_replicates(list(pairs), kind, n_boot, seed)
     d = _combine([x - y for x, y in zip(ra, rb)], level, lowest=-1.0)
+    p = None
+    if kind == "acc":
+        flat = lambda side: np.concatenate([c.splits[s].ravel() for pair in pairs  # noqa: E731
+                                            for c in (pair[side],) for s in sorted(c.splits)])
+        p = mcnemar_p(flat(0), flat(1))
     return Comparison(a=float(np.mean([r[0].mean() for r in ra])), b=float(np.mean([r[0].mean() for r in rb])),
                       diff=d.value, low=d.low, high=d.high, verdict=verdict(d.low, d.high), n_datasets=len(pairs),
                       n_seeds=min(r.shape[1] for r in ra),
                       n_images=sum(m.shape[1] for a, _ in pairs for m in a.splits.values()),
-                      se_seeds=d.se_seeds, se_images=d.se_images)
+                      se_seeds=d.se_seeds, se_images=d.se_images, mcnemar_p=p)
