@@ -37,3 +37,13 @@ def test_bench_robustness_records_pgd_and_autoattack(tmp_path, capsys):
     metrics = {(r["metric"], r.get("eps")) for r in res["evaluations"]}
     assert metrics == {("clean_acc", None), ("pgd_acc", "8/255"), ("autoattack_acc", "8/255")}
     assert "robustness" in capsys.readouterr().out.lower()
+
+
+def test_train_applies_the_models_overlay_as_bench_does(tmp_path, capsys):
+    """`train --method advpt` on the embedded model gets the overlay's n_ctx (16; the paper's 32 do not
+    fit its 32-token context), as `bench` does; --set still wins."""
+    from robustprompt.config import build_run_config
+
+    assert build_run_config("advpt").method_cfg["n_ctx"] == 16
+    assert build_run_config("advpt", ["method_cfg.n_ctx=8"]).method_cfg["n_ctx"] == 8
+    assert build_run_config("advpt", ["model.name=ViT-B-16"]).method_cfg["n_ctx"] == 32

@@ -206,16 +206,27 @@ def parse_override(item: str) -> dict:
     return out
 
 
+def model_overlay(model: str | None) -> dict:
+    """Per-preset changes for a model whose size the papers' recipes do not fit (configs/overlays/<model>.yaml)."""
+    path = PRESET_DIR / "overlays" / f"{model or DEFAULT_MODEL}.yaml"
+    return load_yaml(path) if path.is_file() else {}
+
+
 def build_run_config(preset: str | None = None, overrides: list[str] | None = None,
                      values: dict | None = None) -> RunConfig:
-    """defaults <- preset <- values (CLI flags) <- --set overrides; method_cfg validated by the method."""
+    """defaults <- preset <- the model's overlay of that preset <- values (CLI flags) <- --set overrides;
+    method_cfg validated by the method. Every command builds its run config here."""
+    given: dict = {}
+    if values:
+        given = deep_merge(given, values)
+    for item in overrides or []:
+        given = deep_merge(given, parse_override(item))
     merged: dict = {}
     if preset:
         merged = deep_merge(merged, load_preset(preset))
-    if values:
-        merged = deep_merge(merged, values)
-    for item in overrides or []:
-        merged = deep_merge(merged, parse_override(item))
+        model = (deep_merge(merged, given).get("model") or {}).get("name")
+        merged = deep_merge(merged, model_overlay(model).get(preset, {}))
+    merged = deep_merge(merged, given)
     cfg = from_dict(RunConfig, merged)
     from .methods.registry import method_config
 

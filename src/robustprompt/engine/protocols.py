@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..backbone.loading import DEFAULT_MODEL
-from ..config import PRESET_DIR, build_run_config, deep_merge, list_presets, load_yaml
+from ..config import build_run_config, list_presets
 from ..errors import ConfigError
 from .evaluate import EvalSpec
 from .rundir import CHECKPOINT, RunDir, record_key
@@ -35,12 +34,6 @@ class ProtocolConfig:
     n_max: int | None = None  # every evaluation on a fixed seeded subset of this many test images
 
 
-def model_overlay(model: str | None) -> dict:
-    """Per-preset changes for a model whose size the papers' recipes do not fit (configs/overlays/<model>.yaml)."""
-    path = PRESET_DIR / "overlays" / f"{model or DEFAULT_MODEL}.yaml"
-    return load_yaml(path) if path.is_file() else {}
-
-
 def run_dir(pc: ProtocolConfig, dataset: str, preset: str, seed: int) -> Path:
     return pc.out / dataset / preset / f"seed{seed}"
 
@@ -56,7 +49,6 @@ def _train_one(pc: ProtocolConfig, dataset: str, preset: str, seed: int, split: 
         values["model"] = {"name": pc.model}
     if pc.pretrained:
         values.setdefault("model", {})["pretrained"] = pc.pretrained
-    values = deep_merge(model_overlay(pc.model).get(preset, {}), values)
     cfg = build_run_config(preset, pc.overrides, values)
     path = run_dir(pc, dataset, preset, seed)
     if not RunDir(path).complete:
