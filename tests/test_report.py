@@ -240,3 +240,26 @@ def test_robustness_note_summarises_the_attack_sanity_checks(tmp_path):
     write_run(tmp_path / "clean", "coop", "dsA", 1, [rec("dsA", "all", "clean_acc", 0.8),
                                                      {**pgd("dsA", "all", 0.5), "sanity": ok}])
     assert "1 evaluations checked, all passed." in build_report([tmp_path / "clean"], out=tmp_path / "rep2").tables["robustness"].note
+
+
+def _with_images(dataset, split, correct: str):
+    """A clean record that kept its per-image results."""
+    return rec(dataset, split, "clean_acc", correct.count("1") / len(correct), n=len(correct), correct=correct,
+               items_sha256=f"{dataset}-{split}")
+
+
+def test_intervals_beside_the_means_and_on_the_average_rows(tmp_path):
+    from robustprompt.report import build_report
+
+    root = tmp_path / "runs"
+    patterns = {1: "1101101101", 2: "1111101100"}
+    for seed, bits in patterns.items():
+        for ds in ("dsA", "dsB"):
+            write_run(root, "coop", ds, seed, [_with_images(ds, "base", bits), _with_images(ds, "novel", bits[::-1])])
+    table = build_report([root], tmp_path / "rep", tables=["b2n"], plots=False).tables["b2n"]
+    by = {row.keys[1]: row for row in table.rows}
+    for key in ("dsA", "dsB", "Average (2 datasets)"):
+        base = by[key].cells[0]
+        assert base.interval is not None and base.interval[0] < base.mean < base.interval[1], key
+    assert by["Average (2 datasets)"].cells[2].interval is None  # an HM of averages: no interval
+    assert "[" in (tmp_path / "rep" / "b2n.md").read_text()

@@ -69,6 +69,23 @@ def cell(values, records: list | None = None, kind: str = "acc") -> Cell | None:
     return Cell(values, _interval(records, kind) if records else None)
 
 
+def _average_cell(values: list[float], per_dataset: dict[str, list], split: str) -> Cell | None:
+    """A cell of per-seed means over datasets, with the interval of that mean (stats: one Cell per dataset)."""
+    from .stats import Cell as StatsCell, flags, interval
+
+    c = cell(values)
+    matrices = []
+    for recs in per_dataset.values():
+        arrays = [flags(r) if r is not None else None for r in recs]
+        if any(a is None for a in arrays) or len({a.shape for a in arrays}) != 1:
+            return c
+        matrices.append(np.stack(arrays))
+    if c is not None and matrices:
+        est = interval([StatsCell({split: m}) for m in matrices], "acc", n_boot=500)
+        c.interval = (est.low, est.high)
+    return c
+
+
 def _interval(records: dict[str, list], kind: str) -> tuple[float, float] | None:
     """95% interval from per-image results; None unless every seed has them on the same images."""
     from .stats import Cell as StatsCell, flags, interval
@@ -220,6 +237,7 @@ def b2n_table(runs: list[Run]) -> Table:
     groups = group_runs(runs)
     rows = []
     per_seed: dict[tuple, dict[str, dict[str, tuple[float, float]]]] = {}  # method key -> dataset -> seed -> (B, N)
+    records: dict[tuple, dict[str, dict[str, tuple]]] = {}  # method key -> dataset -> seed -> (base, novel) records
     for p, members in groups.items():
         bases = [clean_value(r, p.dataset, "base") for r in members]
         novels = [clean_value(r, p.dataset, "novel") for r in members]
@@ -233,9 +251,11 @@ def b2n_table(runs: list[Run]) -> Table:
                       cell(hms, {"base": rb, "novel": rn}, "hm")], len(members)))
         key = (p.method, p.train_split, p.shots, p.backbone)
         seeds = per_seed.setdefault(key, {}).setdefault(p.dataset, {})
-        for r, b, n in zip(members, bases, novels):
+        recs = records.setdefault(key, {}).setdefault(p.dataset, {})
+        for r, b, n, rec_b, rec_n in zip(members, bases, novels, rb, rn):
             if b is not None and n is not None and r.seed not in seeds:
                 seeds[r.seed] = (b, n)
+                recs[r.seed] = (rec_b, rec_n)
     datasets = sorted({p.dataset for p, *_ in rows})
     averaged = []
     if len(datasets) > 1:
@@ -248,13 +268,16 @@ def b2n_table(runs: list[Run]) -> Table:
             b = [math.fsum(by_dataset[d][s][0] for d in datasets) / len(datasets) for s in sorted(common)]
             n = [math.fsum(by_dataset[d][s][1] for d in datasets) / len(datasets) for s in sorted(common)]
             p = Protocol(key[0], "", key[1], key[2], key[3])
+            by_split = [{d: [records[key][d][s][i] for s in sorted(common)] for d in datasets} for i in (0, 1)]
             averaged.append((p, [f"Average ({len(datasets)} datasets)", str(len(common))],
-                             [cell(b), cell(n), cell(hm(x, y) for x, y in zip(b, n))], len(common)))
+                             [_average_cell(b, by_split[0], "base"), _average_cell(n, by_split[1], "novel"),
+                              cell(hm(x, y) for x, y in zip(b, n))], len(common)))
     note = ("Base-to-novel: Base and Novel are the clean accuracy (clean_acc) on the base and novel classes of "
             "the run's own dataset. HM = 2·B·N/(B+N) is computed per seed, then averaged over seeds. The "
             "average rows take, per seed, the mean Base and the mean Novel over all datasets of the table and "
             "their HM, then average over the seeds present on every dataset; a method missing a dataset gets "
-            "no average row.")
+            "no average row. The average rows' Base and Novel carry the interval of the mean over datasets; "
+            "their HM (an HM of averages) carries none.")
     table = Table("b2n", "Base-to-novel generalisation", ["dataset", "seeds"], ["Base", "Novel", "HM"])
     return _finish(table, rows + averaged, note)
 
