@@ -153,9 +153,12 @@ def read_weights(path: Path, sha256: str) -> WeightsFile:
             evidence = f"its metadata says quick_gelu={said}" if quick is not None else ""
         elif is_torchscript(path):
             state, classes = read_torchscript(path)
-            quick = any(c.endswith("QuickGELU") for c in classes)
-            evidence = ("a TorchScript archive whose modules include QuickGELU (OpenAI's release format)" if quick
-                        else "a TorchScript archive without QuickGELU modules")
+            if any(c.endswith("QuickGELU") for c in classes):
+                quick, evidence = True, "a TorchScript archive whose modules include QuickGELU (OpenAI's release format)"
+            elif "GELU" in classes:
+                quick, evidence = False, "a TorchScript archive whose modules use GELU"
+            else:
+                quick, evidence = None, ""
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
             if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -36,7 +36,8 @@ def register(sub) -> None:
     p.add_argument("--title", default="robustprompt report", help="title of the report")
     p.add_argument("--compare", action="append", metavar="A,B", default=[],
                    help="paired comparison of two methods (labels as in the tables), repeatable: per dataset "
-                        "and evaluation, A - B with its 95%% interval (bootstrap over seeds and test images) "
+                        "and evaluation, A - B with its 95%% interval (test images bootstrapped, the seeds' spread "
+                        "with Student's t) "
                         "and a verdict on the claim A > B: established, refuted or not established")
     p.set_defaults(func=run)
 
