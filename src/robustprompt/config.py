@@ -224,8 +224,10 @@ def build_run_config(preset: str | None = None, overrides: list[str] | None = No
     merged: dict = {}
     if preset:
         merged = deep_merge(merged, load_preset(preset))
-        model = (deep_merge(merged, given).get("model") or {}).get("name")
-        merged = deep_merge(merged, model_overlay(model).get(preset, {}))
+        model = deep_merge(merged, given).get("model")
+        name = model.get("name") if isinstance(model, dict) else None  # a malformed one fails in from_dict below
+        if name is None or isinstance(name, str):
+            merged = deep_merge(merged, model_overlay(name).get(preset, {}))
     merged = deep_merge(merged, given)
     cfg = from_dict(RunConfig, merged)
     from .methods.registry import method_config
