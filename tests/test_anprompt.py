@@ -147,7 +147,7 @@ def test_registered_and_config_validated():
     cfg = method_config("anprompt", {})
     assert (cfg.n_tokens, cfg.n_noise_views, cfg.embed_noise_std, cfg.text_noise, cfg.fuse_alpha) == (6, 8, 0.02, "all", 0.1)
     assert (cfg.first_layer, cfg.layer_ref_depth, cfg.beta, cfg.rep_lora_rank) == (6, 12, 0.9, 64)
-    assert (cfg.s, cfg.w_sim, cfg.w_wa) == (0.7, 1.0, 1.0)
+    assert (cfg.s, cfg.w_sim, cfg.w_wa) == (0.5, 10.0, 1.0)  # s and w_sim: the authors' train.py
     from robustprompt.errors import ConfigError
     for bad in ({"s": 1.5}, {"beta": -0.1}, {"first_layer": 13}, {"text_noise": "loud"}, {"n_tokens": 0},
                 {"template": "no slot"}, {"learn_template": True, "template": "{} texture."}):
@@ -310,7 +310,8 @@ def test_inference_rule_uses_rep_only_for_seen_classes(tiny_backbone, method):
         tau = tiny_backbone.logit_scale
         z_cls = tau * F.normalize(v_cls, dim=-1) @ ctx.features.t()
         z_rep = tau * F.normalize(v_rep, dim=-1) @ ctx.features.t()
-        assert torch.allclose(method(x, ctx), 0.7 * z_cls + 0.3 * z_rep, atol=1e-5)
+        s = method.config.s
+        assert torch.allclose(method(x, ctx), s * z_cls + (1 - s) * z_rep, atol=1e-5)
         novel = method.class_context(["horse", "ship"])
         assert not novel.seen
         z_novel = tau * F.normalize(v_cls, dim=-1) @ novel.features.t()
@@ -323,7 +324,8 @@ def test_loss_parts(tiny_backbone, method):
     ctx = method.class_context()
     loss, stats = method.loss(x, y, ctx)
     assert torch.isfinite(loss)
-    expected = 0.7 * stats["ce_cls"] + 0.3 * stats["ce_rep"] + stats["sim_img"] + stats["sim_txt"] + stats["wa"]
+    s, w = method.config.s, method.config.w_sim
+    expected = s * stats["ce_cls"] + (1 - s) * stats["ce_rep"] + w * (stats["sim_img"] + stats["sim_txt"]) + stats["wa"]
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     zero = make(tiny_backbone, w_sim=0.0, w_wa=0.0, s=1.0)
     l0, s0 = zero.loss(x, y, zero.class_context())

@@ -68,8 +68,10 @@ class ANPromptConfig:
         "help": "std of the update's up factor at init; 0 = standard LoRA (exactly the frozen projection at "
                 "init, but the down factor gets no gradient on the first step) [ours]"})
     # ---- loss and inference
-    s: float = field(default=0.7, metadata={"help": "weight of z_cls vs z_rep in the loss and at inference [code]"})
-    w_sim: float = field(default=1.0, metadata={"help": "weight of the sim loss [ours]"})
+    s: float = field(default=0.5, metadata={
+        "help": "weight of z_cls vs z_rep in the loss and at inference [code: the authors' train.py, s_rl 0.5; "
+                "MMRL's is 0.7]"})
+    w_sim: float = field(default=10.0, metadata={"help": "weight of the sim loss [code: the authors' train.py, sim_w 10]"})
     w_wa: float = field(default=1.0, metadata={"help": "weight of WALoss [ours]"})
     wa_scale_grad: bool = field(default=False, metadata={
         "help": "let gradients flow through WALoss's 1/std(z_cls) scale (default: the scale is a constant) [ours]"})
