@@ -35,8 +35,9 @@ ATTACK_NAMES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM", "cw": 
 PROTOCOL_COLUMNS = (("train split", "train_split"), ("shots", "shots"), ("backbone", "backbone"))
 
 COMMON_NOTE = ("Mean ± sample standard deviation (n - 1) over seeds, accuracy in percent; one seed shows no ±. "
-               "[lo, hi]: the 95% interval of the mean (bootstrap over the test images plus the seeds' spread, "
-               "Student's t; shown where the runs kept per-image results). "
+               "[lo, hi]: the 95% interval of the mean (one run: Wilson's interval over its test images; several "
+               "seeds: bootstrap over the test images plus the seeds' spread, Student's t; shown where the runs "
+               "kept per-image results). "
                "A cell with fewer seeds than its row is marked (n=k); a blank cell means no run recorded that "
                "metric (nothing is filled in). Runs are averaged when method, training dataset, training split, "
                "shots and backbone agree.")
