@@ -22,12 +22,12 @@ beside the times.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import torch
+from benchlib import append_jsonl, load
 
 
 def classifier_and_data(args):
@@ -113,19 +113,17 @@ def main() -> int:
         ])
         adv, t_ta = timed(lambda: ta(x.clone(), y.clone()))
         rows.append(("torchattacks", robust_of(adv), t_ta))
-    load = "/".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"{len(y)} images, eps {args.eps}, load average {load}, threads {torch.get_num_threads()}")
+    machine_load = load()
+    print(f"{len(y)} images, eps {args.eps}, load average {machine_load}, threads {torch.get_num_threads()}")
     print(f"{'implementation':20} {'robust acc':>10} {'time s':>8} {'same as ours':>13} {'time / ours':>11}")
-    result = {"n": len(y), "eps": args.eps, "load_avg": load, "run": args.run or f"{args.method} {args.dataset}",
+    result = {"n": len(y), "eps": args.eps, "load_avg": machine_load, "run": args.run or f"{args.method} {args.dataset}",
               "ours_time_s": round(t_ours, 2), "implementations": {}}
     for name, robust, t in rows:
         agree = int((robust == ours_robust).sum())
         print(f"{name:20} {robust.float().mean().item():>10.4f} {t:>8.1f} {agree:>7}/{len(y):<5} {t / t_ours:>10.2f}x")
         result["implementations"][name] = {"robust_acc": robust.float().mean().item(), "time_s": round(t, 2),
                                            "agree": agree, "ratio_to_ours": round(t / t_ours, 3)}
-    if args.json:
-        with open(args.json, "a") as fh:
-            fh.write(json.dumps(result) + "\n")
+    append_jsonl(args.json, result)
     return 0
 
 

@@ -26,6 +26,7 @@ import sys
 import time
 
 import torch
+from benchlib import append_jsonl, load, read_jsonl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -71,7 +72,7 @@ def one(method: str, n_classes: int, model: str, batch: int, device: str, chunk:
     return {"method": method, "classes": n_classes, "model": model, "batch": batch, "device": device,
             "class_chunk": chunk, "step_s": round(statistics.median(times), 3), "steps_timed": len(times),
             "peak_gb": round(peak_gb, 2), "peak_kind": "cuda allocated" if dev.type == "cuda" else "process RSS",
-            "load_avg": "/".join(f"{v:.2f}" for v in os.getloadavg()), "threads": torch.get_num_threads()}
+            "load_avg": load(), "threads": torch.get_num_threads()}
 
 
 def main() -> int:
@@ -95,12 +96,8 @@ def main() -> int:
         print(json.dumps(one(method, int(n), args.model, args.batch, args.device, int(chunk), steps)))
         return 0
 
-    done = set()
-    if args.json and os.path.exists(args.json):
-        with open(args.json) as f:
-            for line in f:
-                r = json.loads(line)
-                done.add((r["method"], r["classes"], r["class_chunk"], r["model"], r["device"], r["batch"]))
+    done = {(r["method"], r["classes"], r["class_chunk"], r["model"], r["device"], r["batch"])
+            for r in read_jsonl(args.json)}
     plan = [(m, int(c), args.chunk) for m in args.methods.split(",") for c in args.classes.split(",")]
     print(f"{'method':10} {'classes':>7} {'chunk':>5} {'step s':>8} {'peak GB':>8}  load")
     for method, n, chunk in plan:
@@ -117,9 +114,7 @@ def main() -> int:
             continue
         r = json.loads(p.stdout.strip().splitlines()[-1])
         print(f"{method:10} {n:>7} {chunk:>5} {r['step_s']:>8.2f} {r['peak_gb']:>8.2f}  {r['load_avg']}", flush=True)
-        if args.json:
-            with open(args.json, "a") as f:
-                f.write(json.dumps(r) + "\n")
+        append_jsonl(args.json, r)
     return 0
 
 

@@ -45,6 +45,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from benchlib import load
 
 CLASSES = ["apple", "bicycle", "cat", "dog", "house", "lamp", "mountain", "river", "ship", "tree"]
 MODELS = ["ViT-B-32", "ViT-B-16", "robustprompt-tiny"]
@@ -126,12 +127,6 @@ def machine(device) -> dict:
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
-
-def load() -> str:
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def matmul_peak(device, precision, quick) -> float:

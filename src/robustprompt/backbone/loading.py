@@ -220,7 +220,10 @@ def _uses_quick_gelu(clip) -> bool:
 
 
 def load_weights_file(clip, path: Path, weights=None) -> None:
-    """Load a weights file (or what `checkpoints.read_weights` read from it) strictly into an open_clip model."""
+    """Load a weights file (or what `checkpoints.read_weights` read from it) strictly into an open_clip model,
+    with open_clip's own adjustments of a state dict (those of its `load_checkpoint`, which reads files unsafely)."""
+    from open_clip.factory import resize_pos_embed, resize_text_pos_embed
+
     weights = weights if weights is not None else read_weights(Path(path), "")
     persistent = set(clip.state_dict())
     # a TorchScript archive also holds non-persistent buffers (the text tower's attn_mask)
@@ -230,8 +233,10 @@ def load_weights_file(clip, path: Path, weights=None) -> None:
     if ls is not None and ls.ndim != clip.logit_scale.ndim:
         state["logit_scale"] = ls.reshape(clip.logit_scale.shape)
     try:
+        resize_pos_embed(state, clip)  # a checkpoint made for another image size or context length
+        resize_text_pos_embed(state, clip)
         clip.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # another architecture
+    except (RuntimeError, AssertionError, ValueError) as e:  # another architecture (the resizes assert on it)
         raise ModelError(f"weights file {path} does not load into this architecture: {_first_line(e)}") from None
 
 

@@ -65,9 +65,14 @@ class EvalSpec:
         return f"{self.attack}_acc" if self.attack else ("noise_acc" if self.noise else "clean_acc")
 
 
-def eval_loader(items, images, resolution: int, batch_size: int, num_workers: int = 0) -> DataLoader:
-    return DataLoader(ImageDataset(items, eval_transform(resolution), images), batch_size=batch_size,
-                      shuffle=False, num_workers=num_workers)
+def eval_loader(items, images, resolution: int, batch_size: int, num_workers: int = 0,
+                batches: list[int] | None = None) -> DataLoader:
+    """Batches of `batch_size` items in order; `batches`: only these batch indices (their images alone are read)."""
+    dataset = ImageDataset(items, eval_transform(resolution), images)
+    if batches is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    sampler = [list(range(i * batch_size, min((i + 1) * batch_size, len(items)))) for i in batches]
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
 
 
 def subset(items, n_max: int | None, seed: int):
@@ -126,29 +131,29 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     def classifier(x):
         return method(x, ctx)
 
-    correct = n = 0
-    flags: list[str] = []  # per test image, in `items` order: "1" correct, "0" not
+    batch_flags: dict[int, str] = {}  # per batch, per test image in `items` order: "1" correct, "0" not
     extra: dict = {}
     sanity = None
     store = None
     if resume_dir is not None and spec.attack and not (dist is not None and dist.enabled):
         store = BatchStore(resume_dir, {"spec": repr(spec), "items": items_digest(all_items), "seed": seed,
                                         "batch_size": batch_size, "dataset": data.name})
-    loader = eval_loader(items, data.images, method.backbone.image_size, batch_size)
     if shard is not None and store is None:
         raise ConfigError("splitting an evaluation (shard) needs an attack and a writable run directory")
-    for i, (x, y) in enumerate(progress(loader, desc=spec.metric)):
+    todo = []
+    for i in range(-(-len(items) // batch_size)):
         if shard is not None and i % shard[1] != shard[0]:
-            continue
+            continue  # another process's batch
         done = store.get(i) if store is not None else None
-        if done is not None:  # measured before an interruption
-            correct += done["flags"].count("1")
-            n += len(done["flags"])
-            flags.extend(done["flags"])
-            if done.get("aa"):
-                _merge_aa_report(extra, done["aa"])
-            sanity = done.get("sanity", sanity)
+        if done is None:
+            todo.append(i)
             continue
+        batch_flags[i] = done["flags"]  # measured before an interruption
+        if done.get("aa"):
+            _merge_aa_report(extra, done["aa"])
+        sanity = done.get("sanity", sanity)
+    loader = eval_loader(items, data.images, method.backbone.image_size, batch_size, batches=todo)
+    for i, (x, y) in zip(todo, progress(loader, desc=spec.metric)):
         x, y = x.to(device), y.to(device)
         if isinstance(noise, ImageNoise):
             x = apply_image_noise(x, noise, generator=noise_gen)
@@ -171,18 +176,15 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             sanity = _sanity(classifier, x_clean, y, spec.eps, aa_report, seed)
         with torch.no_grad(), autocast(precision if spec.attack is None else "fp32", device):
             pred = classifier(x).argmax(-1)
-        hit = (pred == y).cpu()
-        correct += int(hit.sum())
-        n += len(y)
-        batch_flags = "".join("1" if h else "0" for h in hit.tolist())
-        flags.extend(batch_flags)
+        batch_flags[i] = "".join("1" if h else "0" for h in (pred == y).cpu().tolist())
         if store is not None:
-            store.put(i, {"flags": batch_flags, "aa": aa_report and {"broken_by": aa_report.get("broken_by"),
-                                                                      "settings": aa_report.get("settings")},
+            store.put(i, {"flags": batch_flags[i], "aa": aa_report and {"broken_by": aa_report.get("broken_by"),
+                                                                         "settings": aa_report.get("settings")},
                           **({"sanity": sanity} if i == 0 and sanity is not None else {})})
     if shard is not None:
         return None
-    per_image = "".join(flags)
+    per_image = "".join(batch_flags[i] for i in sorted(batch_flags))
+    correct, n = per_image.count("1"), len(per_image)
     if dist is not None and dist.enabled:
         correct, n = (int(v) for v in dist.sum(correct, n))
         merged = [""] * len(all_items)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import RobustPromptError
 from .collect import Run
-from .stats import Cell, Comparison, compare, flags
+from .stats import Cell, Comparison, compare, flags, stacked_flags
 
 VARIANT_KEYS = ("metric", "attack", "eps", "steps", "noise")
 
@@ -66,18 +66,18 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
         keys = set.intersection(*(set(d) for m in (a, b) for d in recs[m]))
         for key in sorted(keys):
             pair = [[recs[m][i][key] for i in range(len(seeds))] for m in (a, b)]
-            same_images = all(ra.get("items_sha256") == rb.get("items_sha256") and ra.get("n") == pair[0][0].get("n")
-                              for ra, rb in zip(*pair))
-            arrays = [[flags(rec) for rec in side] for side in pair]
-            if any(x is None for side in arrays for x in side):
-                notes.append(f"{setting[0]} {_describe_variant(key[1])} {key[2]}: no per-image results in some "
-                             "runs (evaluated before they were kept); re-run `robustprompt eval` to pair them")
+            where = f"{setting[0]} {_describe_variant(key[1])} {key[2]}"
+            if any(flags(rec) is None for side in pair for rec in side):
+                notes.append(f"{where}: no per-image results in some runs (evaluated before they were kept); "
+                             "re-run `robustprompt eval` to pair them")
                 continue
-            if not same_images:
-                notes.append(f"{setting[0]} {_describe_variant(key[1])} {key[2]}: {a} and {b} were tested on "
-                             "different images (or subsets of different sizes); not paired")
+            ma, mb = stacked_flags(pair[0]), stacked_flags(pair[1])
+            same_images = all(ra.get("items_sha256") == rb.get("items_sha256") for ra, rb in zip(*pair))
+            if ma is None or mb is None or ma.shape != mb.shape or not same_images:
+                notes.append(f"{where}: {a} and {b} were tested on different images (or subsets of different "
+                             "sizes); not paired")
                 continue
-            cells[(setting[0], key[0], key[1])][key[2]] = (np.stack(arrays[0]), np.stack(arrays[1]))
+            cells[(setting[0], key[0], key[1])][key[2]] = (ma, mb)
     rows: list[ComparisonRow] = []
     pooled: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)
     for (train_ds, eval_ds, variant), splits in sorted(cells.items()):

@@ -43,6 +43,15 @@ def flags(record: dict) -> np.ndarray | None:
     return np.frombuffer(s.encode(), dtype=np.uint8) == ord("1")
 
 
+def stacked_flags(records: list) -> np.ndarray | None:
+    """(seeds, images) correctness of one evaluation over several runs; None unless every run kept its
+    per-image results on as many images (seeds may hold different `--n-max` subsets of one size)."""
+    arrays = [flags(r) if r is not None else None for r in records]
+    if not arrays or any(a is None for a in arrays) or len({a.shape for a in arrays}) != 1:
+        return None
+    return np.stack(arrays)
+
+
 def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
     from scipy.stats import binomtest
 

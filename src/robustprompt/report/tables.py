@@ -23,8 +23,6 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .collect import Protocol, Run
 
 TABLES = ("b2n", "robustness", "noise", "clean")
@@ -72,16 +70,11 @@ def cell(values, records: list | None = None, kind: str = "acc") -> Cell | None:
 
 def _average_cell(values: list[float], per_dataset: dict[str, list], split: str) -> Cell | None:
     """A cell of per-seed means over datasets, with the interval of that mean (stats: one Cell per dataset)."""
-    from .stats import Cell as StatsCell, flags, interval
+    from .stats import Cell as StatsCell, interval, stacked_flags
 
     c = cell(values)
-    matrices = []
-    for recs in per_dataset.values():
-        arrays = [flags(r) if r is not None else None for r in recs]
-        if any(a is None for a in arrays) or len({a.shape for a in arrays}) != 1:
-            return c
-        matrices.append(np.stack(arrays))
-    if c is not None and matrices:
+    matrices = [stacked_flags(recs) for recs in per_dataset.values()]
+    if c is not None and matrices and all(m is not None for m in matrices):
         est = interval([StatsCell({split: m}) for m in matrices], "acc", n_boot=500)
         c.interval = (est.low, est.high)
     return c
@@ -89,16 +82,11 @@ def _average_cell(values: list[float], per_dataset: dict[str, list], split: str)
 
 def _interval(records: dict[str, list], kind: str) -> tuple[float, float] | None:
     """95% interval from per-image results; None unless every seed has them on the same images."""
-    from .stats import Cell as StatsCell, flags, interval
+    from .stats import Cell as StatsCell, interval, stacked_flags
 
-    splits = {}
-    for split, recs in records.items():
-        if not recs or any(r is None for r in recs) or len({r.get("n") for r in recs}) != 1:
-            return None  # (seeds may hold different --n-max subsets of one size: see report/compare.py)
-        arrays = [flags(r) for r in recs]
-        if any(a is None for a in arrays):
-            return None
-        splits[split] = np.stack(arrays)
+    splits = {split: stacked_flags(recs) for split, recs in records.items()}
+    if any(m is None for m in splits.values()):
+        return None
     est = interval([StatsCell(splits)], kind, n_boot=500)
     return est.low, est.high
 
