@@ -224,4 +224,7 @@ def test_shipped_weights_load_strictly():
     assert meta["architecture"] == EMBEDDED_MODEL
     assert meta["steps"] == meta["config"]["steps"] + meta["config"].get("stage2_steps", 0)
     assert meta["quality"]["fashion-mnist-clean"]["accuracy"] > 0
-    assert meta["config"] == PretrainConfig().to_dict()  # the defaults are the shipped recipe
+    # the defaults are the shipped recipe; fields added since (the emoji world) default to off
+    defaults = PretrainConfig().to_dict()
+    assert {k: defaults[k] for k in meta["config"]} == meta["config"]
+    assert {k: defaults[k] for k in set(defaults) - set(meta["config"])} == {"world": 0.0}

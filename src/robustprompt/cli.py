@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "bench",
     "report",
     "predict",
+    "world",
 ]
 
 

@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--fashion-mnist", metavar="DIR",
                    help="Fashion-MNIST folder (default $ROBUSTPROMPT_FASHION_MNIST, else /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--world", metavar="DIR",
+                   help="the emoji world's folder (default $ROBUSTPROMPT_WORLD, else ~/.cache/robustprompt/world; "
+                        "`robustprompt world fetch` fills it)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out (same config required)")
     p.add_argument("--no-eval", action="store_true", help="skip the final zero-shot quality measurement")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log.txt still gets a line per log step)")
@@ -76,11 +79,15 @@ def handler(args) -> int:
         return 0
     if cfg.fashion > 0:
         fashion_mnist_dir(args.fashion_mnist)  # fail early with one line if it is missing
+    if cfg.world > 0:
+        from ..world.sources import require
+
+        require(args.world)
     from ..pretrain.train import pretrain
 
     command = "robustprompt pretrain " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 \
         else "robustprompt pretrain"
-    meta = pretrain(cfg, Path(args.out), resume=args.resume, fashion_mnist_root=args.fashion_mnist,
+    meta = pretrain(cfg, Path(args.out), resume=args.resume, fashion_mnist_root=args.fashion_mnist, world_root=args.world,
                     progress=not args.no_progress, evaluate=not args.no_eval, command=command,
                     threads=args.threads, device=args.device)
     out = Path(args.out) / f"{cfg.model}.safetensors"

@@ -156,7 +156,7 @@ def _load_cache(path: Path, ds: DatasetSplits, base: str, fingerprint: str) -> t
         return None
 
 
-def _sample(ds: DatasetSplits, shots: int, seed: int) -> DatasetSplits:
+def sample_shots(ds: DatasetSplits, shots: int, seed: int) -> DatasetSplits:
     train = few_shot(ds.train, shots, seed, what="train", classnames=ds.classnames)
     val = few_shot(ds.val, min(shots, VAL_SHOTS_MAX), seed, what="val", classnames=ds.classnames) if ds.val else []
     return ds.with_splits(train=train, val=val)
@@ -167,7 +167,7 @@ def _sample_cached(
 ) -> DatasetSplits:
     in_memory = any(not d.path for d in (*ds.train, *ds.val))
     if cache_dir is None or in_memory:
-        return _sample(ds, shots, seed)
+        return sample_shots(ds, shots, seed)
     base = str(root.parent if root is not None and root.is_file() else (root or Path("/")))
     path = fewshot_cache_path(cache_dir, name, shots, seed)
     fingerprint = _fingerprint(ds, base)
@@ -176,7 +176,7 @@ def _sample_cached(
         if hit is not None:
             return ds.with_splits(train=hit[0], val=hit[1])
         log.warning("few-shot cache %s does not match the data under %s; sampling again", path, base)
-    out = _sample(ds, shots, seed)
+    out = sample_shots(ds, shots, seed)
     record = {
         "format": CACHE_FORMAT,
         "dataset": name,

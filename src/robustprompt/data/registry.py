@@ -45,7 +45,7 @@ def dataset_entry(name: str) -> DatasetEntry:
     return _DATASETS[name]
 
 
-_BUILTIN_MODULES = ["imagefolder", "benchmarks", "testbeds"]
+_BUILTIN_MODULES = ["imagefolder", "benchmarks", "testbeds", "emoji_suite"]
 
 
 def _import_builtin() -> None:

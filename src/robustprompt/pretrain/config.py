@@ -54,6 +54,9 @@ class PretrainConfig:
     stage2_fashion: float = 0.5
     stage2_glyphs: float = 0.05
     stage2_hard_shapes: float = 0.35
+    # the emoji world (robustprompt.pretrain.world_stream): this fraction of every batch; the rest is the
+    # little world above. 0 keeps the tiny model's recipe free of the world's sources.
+    world: float = 0.0
     # bookkeeping
     checkpoint_every: int = 100
     log_every: int = 25
@@ -68,6 +71,7 @@ class PretrainConfig:
               "stage2_steps must be >= 0 and stage2_warmup_steps in [0, stage2_steps)")
         check(0 <= self.stage2_hard_shapes + self.stage2_fashion + self.stage2_glyphs <= 1,
               "stage2_hard_shapes + stage2_fashion + stage2_glyphs must be in [0, 1]")
+        check(0 <= self.world <= 1, "world must be in [0, 1]")
         self.mix(1), self.mix(2)  # Mix checks the photometric fields
         check(self.checkpoint_every > 0 and self.log_every > 0, "checkpoint_every and log_every must be positive")
 
@@ -89,8 +93,20 @@ class PretrainConfig:
         return to_dict(self)
 
 
+# Each shipped architecture's recipe: what differs from the defaults (the tiny model's recipe).
+RECIPES: dict[str, dict] = {
+    "robustprompt-tiny": {},
+    # 12 + 12 layers; 90% of every batch from the emoji world's pretraining styles. Sized to run in
+    # about 80 minutes on 2 CPU cores (bench/results/pretrain-small/).
+    "robustprompt-small": dict(model="robustprompt-small", steps=6000, lr=1e-3, warmup_steps=200, world=0.9,
+                               stage2_steps=0, checkpoint_every=100),
+}
+
+
 def load_config(path: str | Path | None = None, **overrides) -> PretrainConfig:
-    """The embedded model's recipe, updated by the YAML at `path` and keyword overrides (None ignored)."""
-    values = dict(load_yaml(path)) if path else {}
+    """The recipe of `overrides["model"]` (default: the tiny model's), updated by the YAML at `path` and
+    keyword overrides (None ignored)."""
+    values = dict(RECIPES.get(overrides.get("model") or "robustprompt-tiny", {}))
+    values.update(dict(load_yaml(path)) if path else {})
     values.update({k: v for k, v in overrides.items() if v is not None})
     return from_dict(PretrainConfig, values)

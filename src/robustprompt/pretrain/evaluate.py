@@ -86,3 +86,31 @@ def quality_report(model, tokenizer, fashion_mnist_root=None, fast: bool = False
                             "template": ds.templates[0], "accuracy": acc, "chance": 1.0 / ds.num_classes})
         rows[name] = row
     return rows
+
+
+WORLD_QUALITY_TEMPLATE = "an emoji picture of a {}."  # not a pretraining caption template
+
+
+def world_quality(model, tokenizer, root=None, styles=("fxemoji", "fluent-3d", "openmoji-black"), seed: int = 0) -> dict:
+    """Zero-shot top-1 over every concept a style draws (one centred scene per concept and picture):
+    the held-out style (fxemoji) and two downstream styles, with `WORLD_QUALITY_TEMPLATE`."""
+    from ..world.concepts import load_concepts
+    from ..world.render import SceneStyle, compose
+    from ..world.sources import load_pictures
+
+    concepts = load_concepts(root)
+    index = {code: k for k, c in enumerate(concepts) for code in c.codes}
+    scene = SceneStyle(scale=(0.8, 0.9), rotate=0.0, noise=0.0)
+    rows = {}
+    for style in styles:
+        codes, rgba = load_pictures(style, root)
+        keep = [i for i, code in enumerate(codes) if code in index]
+        owners = [index[codes[i]] for i in keep]
+        present = sorted(set(owners))
+        relabel = {k: j for j, k in enumerate(present)}
+        images, _ = compose(rgba[keep], np.random.default_rng([seed, 7]), scene)
+        acc = zero_shot_accuracy(model, tokenizer, images, [relabel[k] for k in owners],
+                                 [concepts[k].name for k in present], WORLD_QUALITY_TEMPLATE)
+        rows[f"world-{style}"] = {"split": f"all concepts drawn in {style}", "n": len(keep), "classes": len(present),
+                                  "template": WORLD_QUALITY_TEMPLATE, "accuracy": acc, "chance": 1.0 / len(present)}
+    return rows

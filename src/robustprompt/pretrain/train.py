@@ -67,6 +67,21 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
+def encode_text_trimmed(model, text: torch.Tensor) -> torch.Tensor:
+    """open_clip's `encode_text` (normalised) on tokens cut after the batch's longest caption.
+
+    The padding after a caption's end token never reaches its end-token output (causal attention),
+    so the result equals the full-length one up to float reordering, at a fraction of the cost.
+    """
+    length = int((text != 0).sum(1).max())
+    text = text[:, :length]
+    x = model.token_embedding(text) + model.positional_embedding[:length]
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)] @ model.text_projection
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE of CLIP (the maths of open_clip's ClipLoss on one process)."""
     logits = logit_scale * image_features @ text_features.T
@@ -147,7 +162,7 @@ def load_checkpoint(out: Path, model, opt, cfg: PretrainConfig) -> tuple[int, fl
 # ---------------------------------------------------------------------------------------------- training
 
 
-def data_sources(cfg: PretrainConfig, fashion_mnist_root=None) -> dict:
+def data_sources(cfg: PretrainConfig, fashion_mnist_root=None, world_root=None) -> dict:
     from .sources import fashion_mnist_dir, font_paths
 
     src: dict = {"generator": "robustprompt.pretrain.generator (shapes x colours x patterns x sizes x positions, "
@@ -161,10 +176,27 @@ def data_sources(cfg: PretrainConfig, fashion_mnist_root=None) -> dict:
         src["fashion_mnist"] = {"dir": str(d), "split": "train (60000 images; t10k never used)", "sha256": files,
                                 "package": "Debian dataset-fashion-mnist"}
     src["fonts"] = [str(p) for p in font_paths()]
+    if cfg.world > 0:
+        from ..world.sources import SOURCES
+
+        src["emoji_world"] = {s.style: {"package": s.spec, "sha256": s.sha256, "licence": s.licence}
+                              for s in SOURCES if s.role == "pretrain"}
     return src
 
 
-def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fashion_mnist_root=None,
+def mixed_batch(stream, world, cfg: PretrainConfig, step: int):
+    """This step's images and captions: round(world * batch) from the emoji world, the rest from `stream`."""
+    n_world = int(round(cfg.world * cfg.batch_size)) if world is not None else 0
+    if n_world == 0:
+        return stream.batch(step, cfg.batch_size)
+    images, caps = world.batch(step, n_world)
+    if n_world < cfg.batch_size:
+        more, more_caps = stream.batch(step, cfg.batch_size - n_world)
+        images, caps = np.concatenate([images, more]), caps + more_caps
+    return images, caps
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fashion_mnist_root=None, world_root=None,
              progress: bool = True, export: bool = True, evaluate: bool = True, command: str | None = None,
              max_steps_this_run: int | None = None, threads: int | None = None, device: str = "cpu") -> dict:
     """Run (or resume) pretraining into `out`; returns the metadata dict (also written next to the export)."""
@@ -184,6 +216,11 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
         raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
     stream = PretrainStream(cfg.seed, cfg.mix(1), fashion_mnist_root)
     stream2 = PretrainStream(cfg.seed, cfg.mix(2), fashion_mnist_root)
+    world = None
+    if cfg.world > 0:
+        from .world_stream import WorldStream
+
+        world = WorldStream(cfg.seed, world_root)
     tokens = Tokens(cfg.model)
     log = open(out / "log.txt", "a")
     total = cfg.total_steps
@@ -196,8 +233,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
         lr = lr_at(cfg, step)
         for g in opt.param_groups:
             g["lr"] = lr
-        images, caps = (stream if step < cfg.steps else stream2).batch(step, cfg.batch_size)
-        img_f, txt_f, scale = model(to_model_input(images, model).to(device), tokens(caps).to(device))[:3]
+        images, caps = mixed_batch(stream if step < cfg.steps else stream2, world, cfg, step)
+        img_f = torch.nn.functional.normalize(model.encode_image(to_model_input(images, model).to(device)), dim=-1)
+        txt_f = encode_text_trimmed(model, tokens(caps).to(device))
+        scale = model.logit_scale.exp()
         loss = clip_loss(img_f, txt_f, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,7 +272,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
         "host": {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
                  "cpu_count": os.cpu_count()},
         "final_loss": float(np.mean(losses[-cfg.log_every:])) if losses else None,
-        "data_sources": data_sources(cfg, fashion_mnist_root),
+        "data_sources": data_sources(cfg, fashion_mnist_root, world_root),
         "normalisation": {"mean": list(model.visual.image_mean or ()), "std": list(model.visual.image_std or ())},
     }
     if done < total:
@@ -243,6 +282,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, fash
 
         model.eval()
         meta["quality"] = quality_report(model, tokens.tok, fashion_mnist_root)
+        if cfg.world > 0:
+            from .evaluate import world_quality
+
+            meta["quality"].update(world_quality(model, tokens.tok, world_root))
         log.write("quality " + json.dumps(meta["quality"]) + "\n")
     log.close()
     if export:
