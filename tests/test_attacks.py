@@ -316,7 +316,11 @@ def test_sanity_checks_pass_on_a_sound_model(trained):
     assert rep["passed"], rep
     assert set(rep["checks"]) == {"logits_not_probabilities", "deterministic",
                                   "gradients_nonzero", "eps_zero_is_clean", "monotone_in_eps",
-                                  "monotone_in_steps", "square_not_better"}
+                                  "monotone_in_steps", "zero_at_large_eps", "transfer_not_better",
+                                  "square_not_better"}
+    assert rep["checks"]["zero_at_large_eps"] is True and rep["checks"]["transfer_not_better"] is None
+    rep = sanity_checks(m, x, y, "16/255", steps=4, surrogate=m)  # transfer from itself = white-box
+    assert rep["checks"]["transfer_not_better"] is True
 
 
 def test_sanity_checks_flag_problems(trained):
@@ -330,8 +334,12 @@ def test_sanity_checks_flag_problems(trained):
         def forward(self, z):
             return m(torch.round(z * 4) / 4 + 0 * z)
 
-    rep = sanity_checks(Quantised(), x, y, 8 / 255, steps=2)
+    rep = sanity_checks(Quantised(), x, y, 8 / 255, steps=2, surrogate=m)
     assert rep["checks"]["gradients_nonzero"] is False
+    # white-box PGD stalls on the masked gradients: accuracy stays up at a large eps, and PGD crafted
+    # on the unmasked model transfers better than white-box PGD does
+    assert rep["checks"]["zero_at_large_eps"] is False
+    assert rep["checks"]["transfer_not_better"] is False
 
     fake = {"robust_acc_after": {"apgd-ce": 0.5, "apgd-t": 0.5, "fab-t": 0.5, "square": 0.4}}
     assert square_check(fake) is False

@@ -107,6 +107,8 @@ def test_eval_noise_and_attacks_records(tree, tmp_path, capsys):
         checks = rec["sanity"]["checks"]
         assert checks["eps_zero_is_clean"] and checks["gradients_nonzero"] and checks["logits_not_probabilities"]
         assert checks["square_not_better"] is None  # no AutoAttack ran
+        assert checks["transfer_not_better"] is not None  # zero-shot CLIP on the same backbone is the source
+        assert "zero_at_large_eps" in checks
         assert rec["sanity"]["passed"] == all(v for v in checks.values() if v is not None)
     assert "sanity" not in by[("noise_acc", "gaussian:0.05", None)]
 

@@ -15,6 +15,10 @@ Checks:
 * ``monotone_in_eps``: PGD robust accuracy does not rise with eps (0, eps/2, eps, 2 eps).
 * ``monotone_in_steps``: PGD robust accuracy does not rise with the number of steps
   (steps/2, steps, 2 steps; step size 2.5 eps / steps each, the same seed).
+* ``zero_at_large_eps``: PGD (2x steps) at a large radius, max(16 eps, 16/255), leaves at most
+  ``tol`` of the images correct: a model that still resists there hides its gradients.
+* ``transfer_not_better``: given a ``surrogate`` (e.g. zero-shot CLIP on the same backbone), PGD
+  crafted on the surrogate and replayed on the model is not more effective than white-box PGD.
 * ``square_not_better``: given an AutoAttack report, Square broke no image that the white-box
   attacks before it left standing.
 
@@ -78,13 +82,15 @@ def sanity_checks(
     autoattack_report: Optional[Dict] = None,
     seed: int = 0,
     tol: Optional[float] = None,
+    surrogate: Optional[Model] = None,
 ) -> Dict:
     """Run the sanity checks on a batch (a few dozen images suffice; see the module docstring).
 
     Arguments: the model (logits of [0, 1] images), a batch and its labels, the radius (float or
     "4/255"), the norm, PGD steps for the eps/steps sweeps (10), the PGD loss, an optional
     AutoAttack report (``AutoAttackResult.report``) for the Square check, the seed of the PGD
-    random starts, and the tolerance of the monotonicity checks (default one image).
+    random starts, the tolerance of the monotonicity checks (default one image), and an optional
+    surrogate model for the transfer check.
 
     Example::
 
@@ -141,6 +147,23 @@ def sanity_checks(
     checks["monotone_in_steps"] = _non_increasing(accs_steps, tol)
     details["monotone_in_steps"] = {"steps": steps_grid, "acc": accs_steps, "eps": eps_f,
                                     "tol": tol}
+
+    large = max(16 * eps_f, 16 / 255)
+    acc_large = run(large, 2 * steps)
+    checks["zero_at_large_eps"] = acc_large <= tol
+    details["zero_at_large_eps"] = {"eps": large, "steps": 2 * steps, "acc": acc_large, "tol": tol}
+
+    if surrogate is not None:
+        gen = torch.Generator().manual_seed(seed)
+        adv = pgd(surrogate, x, y, eps_f, steps=steps, norm=norm, loss=loss, keep="last", generator=gen)
+        acc_transfer = _acc(model, adv, y)
+        white = accs_eps[2]
+        checks["transfer_not_better"] = acc_transfer >= white - tol
+        details["transfer_not_better"] = {"eps": eps_f, "steps": steps, "acc_transfer": acc_transfer,
+                                          "acc_white_box": white, "tol": tol}
+    else:
+        checks["transfer_not_better"] = None
+        details["transfer_not_better"] = {"reason": "no surrogate model given"}
 
     if autoattack_report is not None:
         checks["square_not_better"] = square_check(autoattack_report)

@@ -173,7 +173,7 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             aa_report = result.report
             _merge_aa_report(extra, result.report)
         if spec.attack and i == 0 and (dist is None or dist.is_main):  # once, by the process that writes
-            sanity = _sanity(classifier, x_clean, y, spec.eps, aa_report, seed)
+            sanity = _sanity(classifier, x_clean, y, spec.eps, aa_report, seed, _zero_shot_surrogate(method, classnames))
         with torch.no_grad(), autocast(precision if spec.attack is None else "fp32", device):
             pred = classifier(x).argmax(-1)
         batch_flags[i] = "".join("1" if h else "0" for h in (pred == y).cpu().tolist())
@@ -252,15 +252,30 @@ class BatchStore:
 SANITY_IMAGES = 32
 
 
-def _sanity(classifier, x, y, eps, aa_report, seed: int) -> dict:
+def _zero_shot_surrogate(method, classnames):
+    """Zero-shot CLIP on the method's own backbone and template: the source of the transfer check
+    (None when the method is zero-shot CLIP itself)."""
+    from ..methods.registry import create_method
+    from ..methods.zeroshot import ZeroShotCLIP
+
+    if isinstance(method, ZeroShotCLIP):
+        return None
+    zs = create_method("zeroshot", method.backbone, list(classnames), method.template).eval()
+    with torch.no_grad():
+        ctx = zs.class_context(list(classnames))
+    return lambda x: zs(x, ctx)
+
+
+def _sanity(classifier, x, y, eps, aa_report, seed: int, surrogate=None) -> dict:
     """The attack sanity checks (attacks.sanity_checks: logits, determinism, non-zero gradients, eps 0 =
-    clean, accuracy non-increasing in eps and in steps with PGD-10, Square not better than the white-box
-    attacks) on the first SANITY_IMAGES images of the first batch."""
+    clean, accuracy non-increasing in eps and in steps with PGD-10, zero at a large eps, transfer from
+    `surrogate` not better than white-box, Square not better than the white-box attacks) on the first
+    SANITY_IMAGES images of the first batch."""
     from ..attacks import sanity_checks
 
     n = min(SANITY_IMAGES, len(y))
     rep = sanity_checks(classifier, x[:n], y[:n], eps, steps=10, autoattack_report=aa_report,
-                        seed=derive_seed(seed, "sanity"))
+                        seed=derive_seed(seed, "sanity"), surrogate=surrogate)
     return {"passed": rep["passed"], "checks": rep["checks"], "n_images": n, "details": rep["details"]}
 
 

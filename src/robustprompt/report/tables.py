@@ -324,8 +324,9 @@ def sanity_summary(runs: list[Run]) -> str:
     if not total:
         return ""
     text = (f"Sanity checks (logits not probabilities, deterministic, non-zero gradients, eps 0 gives clean "
-            f"accuracy, PGD-10 accuracy non-increasing in eps and in steps, Square not better than the white-box "
-            f"attacks; on the first test images of each attacked evaluation): {total} evaluations checked, ")
+            f"accuracy, PGD-10 accuracy non-increasing in eps and in steps, zero accuracy at a large eps, transfer "
+            f"from zero-shot CLIP not better than white-box PGD, Square not better than the white-box attacks; on "
+            f"the first test images of each attacked evaluation): {total} evaluations checked, ")
     if not failed:
         return text + "all passed."
     parts = [f"{name} failed in {len(w)} ({'; '.join(w[:3])}{'; ...' if len(w) > 3 else ''})"
