@@ -47,3 +47,28 @@ def test_train_applies_the_models_overlay_as_bench_does(tmp_path, capsys):
     assert build_run_config("advpt").method_cfg["n_ctx"] == 16
     assert build_run_config("advpt", ["method_cfg.n_ctx=8"]).method_cfg["n_ctx"] == 8
     assert build_run_config("advpt", ["model.name=ViT-B-16"]).method_cfg["n_ctx"] == 32
+
+
+def test_bench_xd_and_robustness_across_datasets(tmp_path, capsys):
+    """xd: the source run is tested clean on every target; robustness --targets: clean, PGD and
+    AutoAttack on the source and on every target, tabulated as source -> target rows."""
+    src = make_imagefolder(tmp_path / "src")
+    out = tmp_path / "bench"
+    common = ["--methods", "coop", "--datasets", "imagefolder", "--data-root", str(src), "--seeds", "1",
+              "--out", str(out), *TINY]
+    assert main(["bench", "xd", "--targets", "shapes,colors", *common]) == 0
+    res = json.loads((out / "imagefolder" / "coop" / "seed1" / "results.json").read_text())
+    got = {(r["dataset"], r["split"], r["metric"]) for r in res["evaluations"]}
+    assert {("shapes", "all", "clean_acc"), ("colors", "all", "clean_acc")} <= got
+    assert "imagefolder → shapes" in capsys.readouterr().out
+    assert main(["bench", "robustness", "--targets", "shapes", "--eps", "8/255", "--pgd-steps", "2",
+                 "--aa-steps", "2", "--aa-n-max", "3", "--n-max", "6", *common]) == 0
+    res = json.loads((out / "imagefolder" / "coop" / "seed1" / "results.json").read_text())
+    got = {(r["dataset"], r["metric"]) for r in res["evaluations"]}
+    assert {("shapes", "clean_acc"), ("shapes", "pgd_acc"), ("shapes", "autoattack_acc"),
+            ("imagefolder", "pgd_acc"), ("imagefolder", "autoattack_acc")} <= got
+
+
+def test_bench_xd_needs_targets(tmp_path, capsys):
+    assert main(["bench", "xd", "--datasets", "shapes", "--out", str(tmp_path / "b")]) != 0
+    assert "--targets" in capsys.readouterr().err

@@ -16,6 +16,14 @@ EXAMPLES = """examples:
   robustprompt bench b2n --methods coop,anprompt --datasets eurosat,dtd --data-root ~/data \\
       --model ViT-B-16 --pretrained openai --out runs/b2n
   robustprompt bench robustness --eps 1/255,4/255,8/255,16/255 --aa-n-max 500
+  robustprompt bench xd --datasets emoji-world --targets emoji-animals,emoji-food,emoji-world-outline
+  robustprompt bench robustness --methods advivlp,naptuning --datasets emoji-world \
+      --targets emoji-animals,emoji-food --eps 1/255          # robustness across datasets
+
+Protocols: b2n trains on the base classes and tests base and novel (clean and under weak noise);
+xd trains on all classes of the source (--datasets) and tests clean accuracy on every --targets
+dataset; robustness trains on all classes and tests clean, PGD and AutoAttack accuracy, on the
+source and, with --targets, on every target.
 
 Each (dataset, method, seed) is a run directory OUT/<dataset>/<method>/seed<S>; finished runs and
 recorded evaluations are skipped, so an interrupted benchmark resumes. The tables (mean +- std over
@@ -27,9 +35,10 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="run a protocol (base-to-novel, robustness) and tabulate it",
                        description="Run one of the field's protocols over methods x datasets x seeds.",
                        epilog=EXAMPLES, formatter_class=formatter)
-    p.add_argument("protocol", choices=["b2n", "robustness"])
+    p.add_argument("protocol", choices=["b2n", "xd", "robustness"])
     p.add_argument("--methods", help="comma-separated presets (default: the protocol's methods)")
     p.add_argument("--datasets", help=f"comma-separated datasets (default: {','.join(TESTBEDS)})")
+    p.add_argument("--targets", help="xd / robustness: comma-separated datasets to test the runs on (cross-dataset)")
     p.add_argument("--data-root", help="data root for benchmark datasets")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     p.add_argument("--shots", type=int, default=16)
@@ -51,14 +60,19 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..engine.protocols import ProtocolConfig, base_to_novel, robustness
+    from ..engine.protocols import ProtocolConfig, base_to_novel, cross_dataset, robustness
     from ..errors import ConfigError
 
     try:
         seeds = [int(s) for s in split_list(args.seeds, [])]
     except ValueError:
         raise ConfigError(f"--seeds must be integers, got {args.seeds!r}") from None
-    presets = split_list(args.methods, B2N_PRESETS if args.protocol == "b2n" else ROBUST_PRESETS)
+    presets = split_list(args.methods, ROBUST_PRESETS if args.protocol == "robustness" else B2N_PRESETS)
+    targets = split_list(args.targets, [])
+    if args.protocol == "xd" and not targets:
+        raise ConfigError("bench xd needs --targets (the datasets to test the source runs on)")
+    if targets and args.protocol == "b2n":
+        raise ConfigError("--targets applies to bench xd and bench robustness, not b2n")
     pc = ProtocolConfig(presets=presets, datasets=split_list(args.datasets, TESTBEDS), seeds=seeds,
                         out=Path(args.out or f"runs/bench-{args.protocol}"), shots=args.shots, root=args.data_root,
                         model=args.model, pretrained=args.pretrained, overrides=args.set, device=args.device,
@@ -69,9 +83,12 @@ def run(args) -> int:
         noises = [] if args.noise == "none" else split_list(args.noise, IMAGE_NOISES)
         base_to_novel(pc, noises)
         tables = ["b2n", "noise"]
+    elif args.protocol == "xd":
+        cross_dataset(pc, targets)
+        tables = ["clean"]
     else:
         robustness(pc, split_list(args.eps, []), pgd_steps=args.pgd_steps, pgd_n_max=args.pgd_n_max, autoattack=not args.no_autoattack,
-                   aa_steps=args.aa_steps, aa_n_max=args.aa_n_max)
+                   aa_steps=args.aa_steps, aa_n_max=args.aa_n_max, targets=targets)
         tables = ["robustness"]
     return print_report(pc.out, tables)
 

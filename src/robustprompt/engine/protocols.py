@@ -1,4 +1,5 @@
-"""The field's protocols as loops over the engine: base-to-novel and adversarial robustness.
+"""The field's protocols as loops over the engine: base-to-novel, cross-dataset transfer and
+adversarial robustness (on the training dataset and, with targets, across datasets).
 
 Every (dataset, preset, seed) is one run directory `OUT/<dataset>/<preset>/seed<seed>`; a run that
 is complete is not trained again and an evaluation already recorded is not repeated, so an
@@ -95,18 +96,41 @@ def base_to_novel(pc: ProtocolConfig, noises: list[str] = (), log: Callable = pr
     return paths
 
 
-def robustness(pc: ProtocolConfig, eps: list[str], *, pgd_steps: int = 100, pgd_n_max: int | None = None,
-               autoattack: bool = True, aa_steps: int = 100, aa_n_max: int | None = 500,
-               log: Callable = print) -> list[Path]:
-    """Train on all classes (K shots); clean, PGD and AutoAttack accuracy at each eps on the test split."""
+def cross_dataset(pc: ProtocolConfig, targets: list[str], log: Callable = print) -> list[Path]:
+    """Train on all classes of each source dataset (K shots); clean accuracy on every target's test
+    split, all classes (the CoCoOp/MaPLe cross-dataset protocol; the source's own test split too)."""
     paths = []
     for dataset in pc.datasets:
         for preset in pc.presets:
             for seed in pc.seeds:
                 path = _train_one(pc, dataset, preset, seed, "all", log)
-                specs = [EvalSpec(attack="pgd", eps=e, steps=pgd_steps, n_max=pgd_n_max or pc.n_max) for e in eps]
-                if autoattack:
-                    specs += [EvalSpec(attack="autoattack", eps=e, steps=aa_steps, n_max=aa_n_max) for e in eps]
+                specs = [EvalSpec(dataset=t, split="all", n_max=pc.n_max) for t in targets if t != dataset]
+                _evaluate_missing(path, specs, pc, log)
+                paths.append(path)
+    return paths
+
+
+def robustness(pc: ProtocolConfig, eps: list[str], *, pgd_steps: int = 100, pgd_n_max: int | None = None,
+               autoattack: bool = True, aa_steps: int = 100, aa_n_max: int | None = 500,
+               targets: list[str] = (), log: Callable = print) -> list[Path]:
+    """Train on all classes (K shots); clean, PGD and AutoAttack accuracy at each eps on the test split,
+    and with `targets` the same on every target dataset's test split (robustness across datasets, as
+    the NAP-Tuning journal paper and AdvMaPLe's repository evaluate it)."""
+    paths = []
+    for dataset in pc.datasets:
+        for preset in pc.presets:
+            for seed in pc.seeds:
+                path = _train_one(pc, dataset, preset, seed, "all", log)
+                specs = []
+                for t in [None, *(t for t in targets if t != dataset)]:
+                    split = "all" if t else None
+                    if t:
+                        specs.append(EvalSpec(dataset=t, split=split, n_max=pc.n_max))
+                    specs += [EvalSpec(dataset=t, split=split, attack="pgd", eps=e, steps=pgd_steps,
+                                       n_max=pgd_n_max or pc.n_max) for e in eps]
+                    if autoattack:
+                        specs += [EvalSpec(dataset=t, split=split, attack="autoattack", eps=e, steps=aa_steps,
+                                           n_max=aa_n_max) for e in eps]
                 _evaluate_missing(path, specs, pc, log)
                 paths.append(path)
     return paths
