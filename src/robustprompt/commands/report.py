@@ -17,6 +17,7 @@ averaged (mean +- sample std). Base-to-novel HM = 2BN/(B+N) is computed per seed
 A metric that no run recorded is left blank.
 
   robustprompt report runs/ --compare anprompt,maple   # paired: A - B, 95% interval, verdict on A > B
+  robustprompt report --claims bench/claims.yaml --write README.md   # re-judge every claim from its runs
 """
 
 
@@ -27,7 +28,7 @@ def register(sub) -> None:
                        description="Aggregate run directories (mean +- std over seeds) into Markdown and CSV "
                        "tables, PNG plots and one self-contained report.html.",
                        epilog=EXAMPLES, formatter_class=formatter)
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="folders searched recursively for run directories")
+    p.add_argument("dirs", nargs="*", metavar="DIR", help="folders searched recursively for run directories")
     p.add_argument("--out", help="output folder (default: the first DIR's report/)")
     p.add_argument("--table", action="append", choices=TABLES, metavar="NAME",
                    help=f"table to include, repeatable: {', '.join(TABLES)} (default: all)")
@@ -39,7 +40,34 @@ def register(sub) -> None:
                         "and evaluation, A - B with its 95%% interval (test images bootstrapped, the seeds' spread "
                         "with Student's t) "
                         "and a verdict on the claim A > B: established, refuted or not established")
+    p.add_argument("--claims", metavar="YAML",
+                   help="a claims file (bench/claims.yaml): judge every claim from the runs it names and print "
+                        "the verdicts (no DIR needed)")
+    p.add_argument("--write", metavar="README",
+                   help="with --claims: rewrite the claims sections between the file's "
+                        "'<!-- claims:SECTION:begin/end -->' markers")
     p.set_defaults(func=run)
+
+
+def run_claims(args) -> int:
+    from ..engine.rundir import atomic_write_text
+    from ..report.claims import evaluate_claims, load_claims, render_section, write_sections
+
+    outcomes = evaluate_claims(load_claims(args.claims))
+    sections: dict[str, list] = {}
+    for o in outcomes:
+        sections.setdefault(o.claim.section, []).append(o)
+    for name, items in sections.items():
+        print(f"## {name}\n")
+        print(render_section(items))
+        print()
+    if args.write:
+        from pathlib import Path
+
+        path = Path(args.write)
+        atomic_write_text(path, write_sections(path.read_text(), outcomes))
+        print(f"wrote {len(outcomes)} claim(s) into {path}")
+    return 0
 
 
 def run(args) -> int:
@@ -47,6 +75,12 @@ def run(args) -> int:
     from ..report import build_report
     from ..report.compare import format_rows
 
+    if args.claims:
+        return run_claims(args)
+    if args.write:
+        raise ConfigError("--write needs --claims")
+    if not args.dirs:
+        raise ConfigError("report: give at least one run directory (or --claims FILE)")
     pairs = []
     for item in args.compare:
         names = [x.strip() for x in item.split(",")]

@@ -6,8 +6,9 @@ tested on different subsets of one size (`--n-max` draws its subset from the run
 resampling of image positions then acts as independent resamplings, and the seeds' spread also holds
 the subsets' differences, which widens the interval rather than narrowing it. One row per training
 dataset and evaluation (metric, split; eps, steps or noise where set), an HM row where base and
-novel accuracy were both measured, and one "average" row per evaluation kind over the datasets
-evaluated in-domain (the evaluation's dataset is the training dataset). The claim tested is
+novel accuracy were both measured, one "average" row per evaluation kind over the datasets
+evaluated in-domain (the evaluation's dataset is the training dataset), and one "SRC -> average"
+row per source over the other datasets its runs were tested on (cross-dataset transfer). The claim tested is
 "A > B"; the verdict reads the 95% interval of A - B.
 """
 
@@ -80,6 +81,7 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
             cells[(setting[0], key[0], key[1])][key[2]] = (ma, mb)
     rows: list[ComparisonRow] = []
     pooled: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)
+    transfer: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)  # (source, evaluation, split) -> targets
     for (train_ds, eval_ds, variant), splits in sorted(cells.items()):
         scope = train_ds if train_ds == eval_ds else f"{train_ds} -> {eval_ds}"
         desc = _describe_variant(variant)
@@ -88,6 +90,8 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
             rows.append(ComparisonRow(scope, desc, split, compare([pair], "acc", n_boot=n_boot)))
             if train_ds == eval_ds:
                 pooled[(desc, split)].append(pair)
+            else:
+                transfer[(train_ds, desc, split)].append(pair)
         if "base" in splits and "novel" in splits:
             pair = (Cell({s: splits[s][0] for s in ("base", "novel")}), Cell({s: splits[s][1] for s in ("base", "novel")}))
             rows.append(ComparisonRow(scope, desc, "HM", compare([pair], "hm", n_boot=n_boot)))
@@ -97,6 +101,10 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
         if len(pairs) > 1:
             kind = "hm" if split == "HM" else "acc"
             rows.append(ComparisonRow(f"average of {len(pairs)}", desc, split, compare(pairs, kind, n_boot=n_boot)))
+    for (train_ds, desc, split), pairs in sorted(transfer.items()):
+        if len(pairs) > 1:
+            rows.append(ComparisonRow(f"{train_ds} -> average of {len(pairs)}", desc, split,
+                                      compare(pairs, "acc", n_boot=n_boot)))
     return rows, notes
 
 

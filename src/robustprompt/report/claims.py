@@ -1,0 +1,174 @@
+"""Claims: what a paper (or the field) says, and what the project's own runs say about it.
+
+A claims file (YAML, e.g. bench/claims.yaml) lists claims; each names
+
+    id         a short name
+    section    the README section it is shown in (its marker pair, see below)
+    source     where the claim comes from (paper and table)
+    statement  the claim in words
+    published  the published numbers, as text
+    runs       the folder of run directories that answers it (relative to the claims file's folder)
+    a, b       the two methods (report labels); `a` may be a list: one row per method against b
+    evaluation the comparison's evaluation ("clean_acc", "pgd_acc eps=1/255 steps=100", ...)
+    split      base | novel | all | HM
+    scope      a training dataset, "SRC -> TGT", "average" (over datasets evaluated in-domain) or
+               "SRC -> average" (over every target of SRC)
+    direction  greater (a > b, the default) or less (a < b)
+
+`evaluate_claims` reads the runs, makes the paired comparison of `report --compare` and reads the
+verdict in the claimed direction: established, refuted, not established, or "no runs" when the runs
+are not on disk. `render_section` writes the Markdown that `write_sections` puts between
+`<!-- claims:SECTION:begin -->` and `<!-- claims:SECTION:end -->` in a README, so no number there is
+typed by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import RobustPromptError
+from .compare import ComparisonRow, comparison_rows, signed_points
+
+FLIP = {"established": "refuted", "refuted": "established", "not established": "not established"}
+REQUIRED = ("id", "section", "source", "statement", "runs", "a", "b", "evaluation", "split", "scope")
+
+
+@dataclass
+class Claim:
+    id: str
+    section: str
+    source: str
+    statement: str
+    runs: str
+    a: str
+    b: str
+    evaluation: str
+    split: str
+    scope: str
+    direction: str = "greater"
+    published: str = ""
+
+
+@dataclass
+class Outcome:
+    claim: Claim
+    row: ComparisonRow | None  # in the claimed direction: a vs b (or b vs a for "less")
+    verdict: str
+    note: str = ""
+
+
+def load_claims(path: str | Path) -> list[Claim]:
+    """The claims of a YAML file; one-line errors for a missing key or a bad value."""
+    from ..config import load_yaml
+
+    path = Path(path)
+    data = load_yaml(path)
+    items = data.get("claims") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise RobustPromptError(f"{path}: expected a top-level 'claims:' list")
+    out: list[Claim] = []
+    for i, item in enumerate(items):
+        where = f"{path}: claim {i + 1}"
+        if not isinstance(item, dict):
+            raise RobustPromptError(f"{where} is not a mapping")
+        missing = [k for k in REQUIRED if k not in item]
+        if missing:
+            raise RobustPromptError(f"{where} ({item.get('id', '?')}) lacks {', '.join(missing)}")
+        unknown = sorted(set(item) - set(Claim.__dataclass_fields__))
+        if unknown:
+            raise RobustPromptError(f"{where} ({item['id']}) has unknown keys {', '.join(unknown)}")
+        if item.get("direction", "greater") not in ("greater", "less"):
+            raise RobustPromptError(f"{where} ({item['id']}): direction must be 'greater' or 'less'")
+        runs = str((path.parent / str(item["runs"])))
+        methods = item["a"] if isinstance(item["a"], list) else [item["a"]]
+        for m in methods:
+            values = {**item, "a": str(m), "runs": runs}
+            if len(methods) > 1:
+                values["id"] = f"{item['id']}-{m}"
+            out.append(Claim(**{k: (str(v) if k != "direction" else v) for k, v in values.items()}))
+    ids = [c.id for c in out]
+    dup = sorted({x for x in ids if ids.count(x) > 1})
+    if dup:
+        raise RobustPromptError(f"{path}: repeated claim ids {', '.join(dup)}")
+    return out
+
+
+def _pick(rows: list[ComparisonRow], claim: Claim) -> ComparisonRow | None:
+    def scope_ok(r: ComparisonRow) -> bool:
+        if claim.scope == "average":
+            return r.scope.startswith("average of")
+        if claim.scope.endswith("-> average"):
+            return r.scope.startswith(claim.scope.split("->")[0].strip() + " -> average of")
+        return r.scope == claim.scope
+
+    found = [r for r in rows if scope_ok(r) and r.evaluation == claim.evaluation and r.split == claim.split]
+    if not found and claim.scope == "average":  # one dataset: its own row is the average
+        single = {r.scope for r in rows if "->" not in r.scope and not r.scope.startswith("average")}
+        if len(single) == 1:
+            found = [r for r in rows if r.scope in single and r.evaluation == claim.evaluation
+                     and r.split == claim.split]
+    return found[0] if found else None
+
+
+def evaluate_claims(claims: list[Claim], *, n_boot: int = 4000) -> list[Outcome]:
+    from .collect import collect
+
+    cache: dict[str, list] = {}
+    out = []
+    for c in claims:
+        if c.runs not in cache:
+            try:
+                cache[c.runs] = collect([c.runs]).runs if Path(c.runs).exists() else []
+            except RobustPromptError:
+                cache[c.runs] = []
+        runs = cache[c.runs]
+        if not runs:
+            out.append(Outcome(c, None, "no runs", f"no run directories under {c.runs}"))
+            continue
+        a, b = (c.a, c.b) if c.direction == "greater" else (c.b, c.a)
+        try:
+            rows, _ = comparison_rows(runs, a, b, n_boot=n_boot)
+        except RobustPromptError as e:
+            out.append(Outcome(c, None, "no runs", str(e)))
+            continue
+        row = _pick(rows, c)
+        if row is None:
+            out.append(Outcome(c, None, "no runs", f"no paired {c.evaluation} {c.split} at scope {c.scope}"))
+            continue
+        out.append(Outcome(c, row, row.result.verdict))
+    return out
+
+
+def render_section(outcomes: list[Outcome]) -> str:
+    """A Markdown table of outcomes: claim, published numbers, ours with the 95% interval, verdict."""
+    lines = ["| claim | A vs B | source | published | ours: A, B (%) | A - B [95% CI] | seeds | images | verdict |",
+             "|---|---|---|---|---|---|---:|---:|---|"]
+    for o in outcomes:
+        c = o.claim
+        first, second = (c.a, c.b) if c.direction == "greater" else (c.b, c.a)
+        head = f"| {c.statement} | {first} > {second} | {c.source} | {c.published} |"
+        if o.row is None:
+            lines.append(f"{head} | | | | {o.verdict} |")
+            continue
+        r = o.row.result
+        lines.append(f"{head} {100 * r.a:.1f}, {100 * r.b:.1f} | {signed_points(r.diff)} [{signed_points(r.low)}, "
+                     f"{signed_points(r.high)}] | {r.n_seeds} | {r.n_images} | **{o.verdict}** |")
+    return "\n".join(lines)
+
+
+def write_sections(text: str, outcomes: list[Outcome]) -> str:
+    """`text` with every `<!-- claims:SECTION:begin -->...<!-- claims:SECTION:end -->` block replaced by
+    the table of that section's outcomes; a section without markers is an error."""
+    sections: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        sections.setdefault(o.claim.section, []).append(o)
+    for name, items in sections.items():
+        pattern = re.compile(rf"(<!-- claims:{re.escape(name)}:begin -->\n).*?(<!-- claims:{re.escape(name)}:end -->)",
+                             re.S)
+        if not pattern.search(text):
+            raise RobustPromptError(f"no '<!-- claims:{name}:begin -->' ... '<!-- claims:{name}:end -->' markers "
+                                    "to write the section into")
+        text = pattern.sub(lambda m: m.group(1) + render_section(items) + "\n" + m.group(2), text)
+    return text

@@ -1,0 +1,112 @@
+"""The claims file: loading, judging from runs on disk, and rewriting README sections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robustprompt.cli import main
+from robustprompt.errors import RobustPromptError
+from robustprompt.report.claims import evaluate_claims, load_claims, write_sections
+from test_report import _with_images, write_run
+
+CLAIMS = """\
+claims:
+  - id: coop-base
+    section: validity
+    source: "KgCoOp, Table 1"
+    statement: "prompt tuning beats zero-shot on base classes"
+    published: "82.7 vs 69.3"
+    runs: runs
+    a: [coop, maple]
+    b: zeroshot
+    evaluation: clean_acc
+    split: base
+    scope: average
+  - id: coop-novel
+    section: validity
+    source: "KgCoOp, Table 1"
+    statement: "CoOp is below zero-shot on novel classes"
+    runs: runs
+    a: coop
+    b: zeroshot
+    evaluation: clean_acc
+    split: novel
+    scope: average
+    direction: less
+  - id: missing
+    section: seeds
+    source: "nowhere"
+    statement: "runs not made yet"
+    runs: not-there
+    a: coop
+    b: zeroshot
+    evaluation: clean_acc
+    split: base
+    scope: average
+"""
+
+
+def _bits(rng, n, p):
+    return "".join("1" if v else "0" for v in rng.random(n) < p)
+
+
+@pytest.fixture
+def claims_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = tmp_path / "runs"
+    acc = {"zeroshot": (0.5, 0.7), "coop": (0.9, 0.3), "maple": (0.52, 0.7)}  # (base, novel)
+    for ds in ("d1", "d2"):
+        for seed in (1, 2, 3):
+            for m, (pb, pn) in acc.items():
+                write_run(runs, m, ds, seed, [_with_images(ds, "base", _bits(rng, 400, pb)),
+                                              _with_images(ds, "novel", _bits(rng, 400, pn))])
+    (tmp_path / "claims.yaml").write_text(CLAIMS)
+    return tmp_path
+
+
+def test_claims_are_judged_in_their_direction(claims_dir):
+    claims = load_claims(claims_dir / "claims.yaml")
+    assert [c.id for c in claims] == ["coop-base-coop", "coop-base-maple", "coop-novel", "missing"]
+    out = {o.claim.id: o for o in evaluate_claims(claims, n_boot=500)}
+    assert out["coop-base-coop"].verdict == "established"  # 90 vs 50
+    assert out["coop-base-maple"].verdict == "not established"  # 52 vs 50 on 2 x 400 images
+    novel = out["coop-novel"]  # claimed "less": judged as zeroshot > coop
+    assert novel.verdict == "established" and novel.row.result.diff > 0.3
+    assert out["missing"].verdict == "no runs"
+
+
+def test_flipped_data_flip_the_verdict(claims_dir):
+    text = (claims_dir / "claims.yaml").read_text().replace("direction: less", "direction: greater")
+    (claims_dir / "claims.yaml").write_text(text)
+    out = {o.claim.id: o for o in evaluate_claims(load_claims(claims_dir / "claims.yaml"), n_boot=500)}
+    assert out["coop-novel"].verdict == "refuted"
+
+
+def test_sections_are_rewritten_between_markers(claims_dir, capsys):
+    readme = claims_dir / "README.md"
+    readme.write_text("intro\n<!-- claims:validity:begin -->\nold\n<!-- claims:validity:end -->\n"
+                      "<!-- claims:seeds:begin -->\n<!-- claims:seeds:end -->\nend\n")
+    assert main(["report", "--claims", str(claims_dir / "claims.yaml"), "--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    assert "**established**" in text and "no runs" in text and "82.7 vs 69.3" in text
+    again = write_sections(text, evaluate_claims(load_claims(claims_dir / "claims.yaml"), n_boot=500))
+    assert again.count("claims:validity:begin") == 1
+
+
+def test_bad_claims_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("claims:\n  - id: x\n    section: s\n")
+    with pytest.raises(RobustPromptError, match="lacks"):
+        load_claims(bad)
+    bad.write_text(CLAIMS.replace("scope: average\n", "scope: average\n    colour: red\n", 1))
+    with pytest.raises(RobustPromptError, match="unknown keys colour"):
+        load_claims(bad)
+    with pytest.raises(RobustPromptError, match="markers"):
+        write_sections("no markers", _one_outcome(tmp_path))
+
+
+def _one_outcome(tmp_path):
+    (tmp_path / "d.yaml").write_text(CLAIMS)
+    return evaluate_claims(load_claims(tmp_path / "d.yaml")[-1:], n_boot=10)
