@@ -51,6 +51,15 @@ def copy_shared(src, dst):
             params[n].copy_(p)
 
 
+# this project's first reading of NAP-Tuning (preset naptuning-v1); the defaults follow the author's code
+V1 = dict(refiner_ratio=0.25, refiner_activation="gelu", refiner_norm=True, refiner_init="normal",
+          refiner_site="output", refine_vision="all", refine_text="prompts", w_pur=1.0)
+
+
+def v1(**cfg):
+    return {**V1, **cfg}
+
+
 def perturbed(x, scale=EPS, seed=5):
     g = torch.Generator().manual_seed(seed)
     return (x + scale * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1)
@@ -80,8 +89,8 @@ def test_refiner_with_zero_up_is_the_identity_and_default_is_close():
 @pytest.mark.parametrize("refine_vision,refine_text", [("all", "prompts"), ("cls", "all"), ("prompts", "cls")])
 def test_naptuning_at_init_equals_ivlp_with_the_same_prompts(tiny_backbone, images, refine_vision, refine_text):
     ivlp = make("ivlp", tiny_backbone, seed=0).eval()
-    nap = make("naptuning", tiny_backbone, seed=1, refiner_up_init_std=0.0, refine_vision=refine_vision,
-               refine_text=refine_text).eval()
+    nap = make("naptuning", tiny_backbone, seed=1, **v1(refiner_up_init_std=0.0, refine_vision=refine_vision,
+                                                         refine_text=refine_text)).eval()
     assert set(ivlp.learnable_parameters()) < set(nap.learnable_parameters())
     copy_shared(ivlp, nap)
     x, y = images
@@ -89,10 +98,10 @@ def test_naptuning_at_init_equals_ivlp_with_the_same_prompts(tiny_backbone, imag
         for names in (None, NOVEL):
             assert torch.equal(nap(x, nap.class_context(names)), ivlp(x, ivlp.class_context(names)))
     # and the adversarial objective is AdvIVLP's when nothing is purified (w_pur = 0, or x_adv == x)
-    nap_nopur = make("naptuning", tiny_backbone, seed=1, refiner_up_init_std=0.0, w_pur=0.0)
+    nap_nopur = make("naptuning", tiny_backbone, seed=1, **v1(refiner_up_init_std=0.0, w_pur=0.0))
     copy_shared(ivlp, nap_nopur)
     adv = perturbed(x)
-    for mode in ("half", "full", "trades"):
+    for mode in ("half", "full", "mean", "trades"):
         a, sa = ivlp.adversarial_loss(x, adv, y, ivlp.class_context(), mode)
         b, sb = nap_nopur.adversarial_loss(x, adv, y, nap_nopur.class_context(), mode)
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7) and set(sa) == set(sb)
@@ -105,9 +114,9 @@ def _changed_tokens(out_a, out_b, layer):
     return ((out_a.hidden[layer] - out_b.hidden[layer]).abs().sum(-1) > 1e-9)
 
 
-@pytest.mark.parametrize("selection", ["all", "prompts", "cls"])
+@pytest.mark.parametrize("selection", ["all", "prompts", "cls", "tokens"])
 def test_vision_refiners_act_only_on_selected_tokens(tiny_backbone, images, selection):
-    nap = make("naptuning", tiny_backbone, refiner_up_init_std=0.5, refine_vision=selection).eval()
+    nap = make("naptuning", tiny_backbone, **v1(refiner_up_init_std=0.5, refine_vision=selection)).eval()
     x, _ = images
     layers = nap.refined_vision_layers
     assert layers == ((nap.depth_vision - 1,) if selection == "prompts" else tuple(range(nap.depth_vision)))
@@ -119,13 +128,13 @@ def test_vision_refiners_act_only_on_selected_tokens(tiny_backbone, images, sele
     changed = _changed_tokens(refined, plain, first)  # (B, L): the first refined layer's output
     L, n = changed.shape[1], nap.config.n_ctx_vision
     expected = torch.zeros(L, dtype=torch.bool)
-    expected[{"all": slice(None), "prompts": slice(L - n, L), "cls": slice(0, 1)}[selection]] = True
+    expected[{"all": slice(None), "prompts": slice(L - n, L), "cls": slice(0, 1), "tokens": slice(0, L - n)}[selection]] = True
     assert torch.equal(changed, expected.expand_as(changed))
 
 
 @pytest.mark.parametrize("selection", ["all", "prompts", "cls"])
 def test_text_refiners_act_only_on_selected_tokens(tiny_backbone, selection):
-    nap = make("naptuning", tiny_backbone, refiner_up_init_std=0.5, refine_text=selection).eval()
+    nap = make("naptuning", tiny_backbone, **v1(refiner_up_init_std=0.5, refine_text=selection)).eval()
     layer = sorted(int(l) for l in nap.text_refiners)[0]
     emb, eot = nap.text_prompt.context.embeddings(tuple(NAMES))
     with torch.no_grad():
@@ -145,7 +154,7 @@ def test_text_refiners_act_only_on_selected_tokens(tiny_backbone, selection):
 
 
 def test_purification_is_zero_for_clean_inputs_and_positive_otherwise(tiny_backbone, images):
-    nap = make("naptuning", tiny_backbone)
+    nap = make("naptuning", tiny_backbone, **V1)
     x, _ = images
     # zero up to rounding: the clean target is computed without autograd, where attention may take
     # another kernel than in the differentiable pass
@@ -158,9 +167,9 @@ def test_purification_is_zero_for_clean_inputs_and_positive_otherwise(tiny_backb
     assert all(p.grad is None for n, p in nap.learnable_parameters().items() if n.startswith("text_refiners."))
 
 
-@pytest.mark.parametrize("mode", ["half", "full", "trades"])
+@pytest.mark.parametrize("mode", ["half", "full", "mean", "trades"])
 def test_naptuning_adversarial_step_trains_every_parameter(tiny_backbone, images, mode):
-    nap = make("naptuning", tiny_backbone).train()
+    nap = make("naptuning", tiny_backbone, **V1).train()
     x, y = images
     ctx = nap.class_context()
     adv = adversarial_images(nap, x, y, ctx, AdversarialConfig(enabled=True, eps="8/255", alpha="2/255",
@@ -173,11 +182,43 @@ def test_naptuning_adversarial_step_trains_every_parameter(tiny_backbone, images
     assert not missing
 
 
+def test_naptuning_defaults_follow_the_authors_code(tiny_backbone, images):
+    """Linear(d, 2d) -> ReLU -> Linear(2d, d), default init, no norm, on the CLS and patch tokens entering
+    the deep-prompted blocks 1..depth-1 (outputs of blocks 0..depth-2); no text refiner; no purification."""
+    nap = make("naptuning", tiny_backbone).eval()
+    assert not nap.text_refiners and nap.config.w_pur == 0
+    assert nap.refined_vision_layers == tuple(range(nap.depth_vision - 1))
+    d = tiny_backbone.vision_width
+    r = nap.vision_refiners["0"]
+    assert isinstance(r.norm, torch.nn.Identity) and isinstance(r.act, torch.nn.ReLU)
+    assert (r.down.in_features, r.down.out_features, r.up.out_features) == (d, 2 * d, d)
+    assert r.up.weight.abs().sum() > 0  # nn.Linear's own init: not the identity at the start
+    x, y = images
+    with torch.no_grad():
+        edits = nap.vision_edits(collect=(0,))
+        refined = tiny_backbone.vision(x, edits)
+        plain = tiny_backbone.vision(x, TowerEdits(layers=edits.layers, collect=(0,)))
+    changed = _changed_tokens(refined, plain, 0)
+    n = nap.config.n_ctx_vision
+    assert changed[:, : changed.shape[1] - n].all() and not changed[:, changed.shape[1] - n:].any()
+    # the preset's training objective: 0.5 CE(clean) + 0.5 CE(adversarial), every parameter learns
+    nap.train()
+    ctx = nap.class_context()
+    adv = perturbed(x)
+    loss, stats = nap.adversarial_loss(x, adv, y, ctx, "mean")
+    by_hand = 0.5 * (F.cross_entropy(nap(x, ctx), y) + F.cross_entropy(nap(adv, ctx), y))
+    assert torch.allclose(loss, by_hand, rtol=1e-6) and set(stats) == {"ce", "ce_adv"}
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in nap.learnable_parameters().values())
+
+
 def test_naptuning_config_is_validated():
     with pytest.raises(ConfigError, match="w_pur"):
         build_run_config("naptuning", overrides=["method_cfg.w_pur=-1"])
     with pytest.raises(ConfigError, match="refine_vision"):
         build_run_config("naptuning", overrides=["method_cfg.refine_vision=patches"])
+    with pytest.raises(ConfigError, match="refiner_site=output"):
+        build_run_config("naptuning", overrides=["method_cfg.refine_vision=prompts"])
 
 
 # ------------------------------------------------------------------ AdvPT
@@ -291,12 +332,17 @@ def test_advpt_preset_fills_the_bank_once_in_the_engine(colours, tmp_path):
 
 
 def test_adversarial_presets_load():
-    for preset, method in (("advivlp", "ivlp"), ("advmaple", "maple"), ("naptuning", "naptuning")):
+    for preset, method in (("advivlp", "ivlp"), ("advmaple", "maple"), ("naptuning-v1", "naptuning")):
         cfg = build_run_config(preset)
         assert cfg.method == method and cfg.label == preset
         assert cfg.adv.enabled and (cfg.adv.eps, cfg.adv.alpha, cfg.adv.steps) == ("1/255", "1/255", 2)
         assert cfg.adv.random_start and cfg.adv.loss == "half"
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size) == ("sgd", 0.0035, 32)
+    # NAP-Tuning's preset: the author's training recipe (PGD-10, step 1.5 eps / steps, zero start, mean loss)
+    cfg = build_run_config("naptuning")
+    assert (cfg.adv.eps, cfg.adv.alpha, cfg.adv.steps, cfg.adv.random_start, cfg.adv.loss) == \
+        ("1/255", "0.15/255", 10, False, "mean")
+    assert cfg.train.optimizer == "adamw"
 
 
 @pytest.mark.slow

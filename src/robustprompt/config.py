@@ -102,8 +102,9 @@ class AdversarialConfig:
     alpha: str = field(default="1/255", metadata={"help": "PGD step size"})
     steps: int = 2
     random_start: bool = True
-    loss: Literal["half", "full", "trades"] = field(
+    loss: Literal["half", "full", "mean", "trades"] = field(
         default="half", metadata={"help": "half: CE on half clean + half adversarial; full: all adversarial; "
+                                          "mean: 0.5 CE(clean) + 0.5 CE(adversarial) on the whole batch; "
                                           "trades: CE(clean) + trades_beta * KL(p_adv || p_clean)"})
     trades_beta: float = 6.0
 

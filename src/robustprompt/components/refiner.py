@@ -1,14 +1,16 @@
-"""Token refiners (NAP-Tuning's Neural Augmentor): a residual bottleneck applied to chosen tokens.
+"""Token refiners (NAP-Tuning's Neural Augmentor): a residual MLP applied to chosen tokens.
 
-R(h) = h + W_up act(W_down LN(h)), bottleneck width round(ratio * width). The paper describes
-"token refiners that reconstruct purified features through residual connections, one per modality
-and per layer"; the layer norm, the bottleneck ratio, the activation and the initialisation are
-this project's choices (docs/adversarial.md).
+R(h) = h + W_up act(W_down N(h)), hidden width round(ratio * width), N a layer norm or nothing. The
+paper describes "token refiners that reconstruct purified features through residual connections,
+one per modality and per layer". The first author's development code (jiamingzhang94/MAPT, commit
+9a9bb04, as issue 15 reads it) has `Linear(d, 2d) -> ReLU -> Linear(2d, d)`, PyTorch's default
+initialisation, no norm: ratio 2, activation relu, norm off, init "default". This project's first
+reading (a layer-normed bottleneck of ratio 0.25 with GELU, near-identity start) stays available.
 
-W_up starts at N(0, up_init_std) (bias 0). With up_init_std = 0 the refiner is exactly the
-identity at initialisation, but then W_down and the layer norm receive no gradient until W_up has
-moved (one optimiser step); a tiny non-zero std (1e-4) keeps R ~ identity and lets every
-parameter learn from the first step.
+init "normal": W_up starts at N(0, up_init_std) (bias 0). With up_init_std = 0 the refiner is exactly
+the identity at initialisation, but then W_down and the layer norm receive no gradient until W_up
+has moved (one optimiser step); a tiny non-zero std (1e-4) keeps R ~ identity and lets every
+parameter learn from the first step. init "default": both layers keep nn.Linear's own initialisation.
 
 `RefinerHook` binds a refiner to token positions so that it can be put into
 `TowerEdits.refiners[layer]`: the tokens outside the selection pass through unchanged.
@@ -21,15 +23,17 @@ from typing import Literal, Union
 import torch
 from torch import Tensor, nn
 
-Selection = Literal["all", "prompts", "cls"]
-SELECTIONS = ("all", "prompts", "cls")
+Selection = Literal["all", "prompts", "cls", "tokens", "none"]
+SELECTIONS = ("all", "prompts", "cls", "tokens", "none")
+INITS = ("default", "normal")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 class TokenRefiner(nn.Module):
-    """R(h) = h + W_up act(W_down LN(h)) on the last dimension of any (..., width) tensor."""
+    """R(h) = h + W_up act(W_down N(h)) on the last dimension of any (..., width) tensor."""
 
-    def __init__(self, width: int, ratio: float = 0.25, activation: str = "gelu", up_init_std: float = 0.0):
+    def __init__(self, width: int, ratio: float = 0.25, activation: str = "gelu", up_init_std: float = 0.0,
+                 norm: bool = True, init: str = "normal"):
         super().__init__()
         if width < 1:
             raise ValueError(f"refiner width must be >= 1, got {width}")
@@ -39,18 +43,21 @@ class TokenRefiner(nn.Module):
             raise ValueError(f"unknown refiner activation {activation!r}; one of {', '.join(ACTIVATIONS)}")
         if up_init_std < 0:
             raise ValueError(f"up_init_std must be >= 0, got {up_init_std}")
+        if init not in INITS:
+            raise ValueError(f"unknown refiner init {init!r}; one of {', '.join(INITS)}")
         self.width = width
         self.hidden = max(1, int(round(width * ratio)))
-        self.norm = nn.LayerNorm(width)
+        self.norm = nn.LayerNorm(width) if norm else nn.Identity()
         self.down = nn.Linear(width, self.hidden)
         self.act = ACTIVATIONS[activation]()
         self.up = nn.Linear(self.hidden, width)
-        with torch.no_grad():
-            if up_init_std > 0:
-                self.up.weight.normal_(0.0, up_init_std)
-            else:
-                self.up.weight.zero_()
-            self.up.bias.zero_()
+        if init == "normal":
+            with torch.no_grad():
+                if up_init_std > 0:
+                    self.up.weight.normal_(0.0, up_init_std)
+                else:
+                    self.up.weight.zero_()
+                self.up.bias.zero_()
 
     def forward(self, h: Tensor) -> Tensor:
         return h + self.up(self.act(self.down(self.norm(h)))).to(h.dtype)
@@ -89,9 +96,11 @@ class RefinerHook:
 
 
 def vision_positions(selection: str, n_prompts: int) -> Positions:
-    """IVLP vision layout [CLS, patches..., prompts (appended, the last n)]."""
+    """IVLP vision layout [CLS, patches..., prompts (appended, the last n)]; "tokens" is CLS and patches."""
     if selection == "all":
         return slice(None)
+    if selection == "tokens":
+        return slice(0, -n_prompts) if n_prompts else slice(None)
     if selection == "cls":
         return slice(0, 1)
     if selection == "prompts":

@@ -97,11 +97,16 @@ class Method(nn.Module):
         """The adversarial-training objective given PGD images made through the current prompts.
 
         half: the method's loss on the first half of the batch clean, the second half adversarial;
-        full: the method's loss on the adversarial images; trades: CE(clean) + beta * KL(p_adv || p_clean).
+        full: the method's loss on the adversarial images; mean: the mean of the method's loss on the
+        clean and on the adversarial batch; trades: CE(clean) + beta * KL(p_adv || p_clean).
         Methods with their own terms (NAP-Tuning's purification) extend this.
         """
         if mode == "full":
             return self.loss(adv_images, labels, ctx)
+        if mode == "mean":
+            clean, clean_stats = self.loss(images, labels, ctx)
+            adv, adv_stats = self.loss(adv_images, labels, ctx)
+            return 0.5 * (clean + adv), {**clean_stats, **{f"{k}_adv": v for k, v in adv_stats.items()}}
         if mode == "half":
             k = images.shape[0] // 2
             mixed = torch.cat([images[:k], adv_images[k:]])

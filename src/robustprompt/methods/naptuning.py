@@ -2,17 +2,23 @@
 
 [paper] AdvPT extended to text + vision prompts over many layers, plus a Neural Augmentor: token
 refiners (residual modules, one per modality and per layer) that reconstruct purified features.
-Here (METHODS.md, "NAP-Tuning"):
+The defaults follow the first author's development code (jiamingzhang94/MAPT, commit 9a9bb04:
+`clip_m/model.py`, `trainers/maple.py`), as issue 15 reads it; that commit is not in the snapshot
+this project could fetch, so the reading is not checked against the code here [code*]:
 - prompts: IVLP's (2 text + 2 vision tokens, depth 9 with the same depth rule, text from "a photo of a");
-- refiners: `components.refiner.TokenRefiner` after the block output of every prompted layer of each
-  tower, on the tokens chosen by `refine_vision` / `refine_text` [ours]. With selection "prompts"
-  only the last prompted layer has one: at earlier layers the next layer's prompts overwrite the
-  refined tokens (IVLP's replace), so such a refiner would have no effect and no gradient;
-- loss (`adversarial_loss`, with the engine's PGD images made through the current prompts and
-  refiners): the adversarial loss of `adv.loss` (half / full / trades) plus
-  w_pur * mean_i sum_l ||R_l(h_l(x_adv_i))[CLS] - stopgrad(R_l(h_l(x_i)))[CLS]||^2 / width over the
-  prompted vision layers and the images that were attacked [ours: the paper's objective is not public].
-  The clean target is the model's own (refined) hidden state of the clean image, detached.
+- refiners [code*]: `Linear(d, 2d) -> ReLU -> Linear(2d, d)`, default init, no norm, applied as
+  `prefix + refiner(prefix)` to the vision tokens (CLS and patches, not the prompts) entering each
+  deep-prompted block (blocks 1..depth-1; here: the outputs of blocks 0..depth-2, before the next
+  prompts are put in); no text refiner;
+- loss [code*]: the engine's adversarial objective (the preset: 0.5 CE(clean) + 0.5 CE(adversarial),
+  PGD-10 from a zero start); the purification term below exists in the code but is commented out
+  (w_pur = 0).
+This project's first reading stays available (preset `naptuning-v1`, docs/adversarial.md): refiners
+after the block output of every prompted layer on `refine_vision` / `refine_text` tokens (with
+selection "prompts" only the last prompted layer has one: at earlier layers the next layer's prompts
+overwrite the refined tokens), a layer-normed GELU bottleneck, and the purification term
+w_pur * mean_i sum_l ||R_l(h_l(x_adv_i))[CLS] - stopgrad(R_l(h_l(x_i)))[CLS]||^2 / width over the
+refined vision layers and the attacked images [ours].
 Without `adv.enabled` the method trains with plain cross-entropy, like IVLP.
 """
 
@@ -32,55 +38,73 @@ from .base import TextContext
 from .ivlp import IVLP, IVLPConfig
 from .registry import register_method
 
-Selection = Literal["all", "prompts", "cls"]
+VisionSelection = Literal["all", "prompts", "cls", "tokens", "none"]
+TextSelection = Literal["all", "prompts", "cls", "none"]
 
 
 @dataclass(frozen=True)
 class NAPTuningConfig(IVLPConfig):
-    refiner_ratio: float = field(default=0.25, metadata={
-        "help": "refiner bottleneck width as a fraction of the tower width [ours]"})
-    refiner_activation: Literal["gelu", "relu"] = field(default="gelu", metadata={"help": "refiner activation [ours]"})
+    refiner_ratio: float = field(default=2.0, metadata={
+        "help": "refiner hidden width as a multiple of the tower width [code*: 2; ours (v1): 0.25]"})
+    refiner_activation: Literal["gelu", "relu"] = field(default="relu", metadata={
+        "help": "refiner activation [code*: relu; ours (v1): gelu]"})
+    refiner_norm: bool = field(default=False, metadata={
+        "help": "layer norm before the refiner's first linear [code*: none; ours (v1): yes]"})
+    refiner_init: Literal["default", "normal"] = field(default="default", metadata={
+        "help": "default: nn.Linear's own init [code*]; normal: W_up ~ N(0, refiner_up_init_std), bias 0 [ours (v1)]"})
     refiner_up_init_std: float = field(default=1e-4, metadata={
-        "help": "std of W_up at init; 0 = exactly the identity at init (then W_down and the layer norm get no "
-                "gradient on the first step) [ours]"})
-    refine_vision: Selection = field(default="all", metadata={
-        "help": "vision tokens a refiner acts on: all | prompts (the appended prompt tokens) | cls [ours]"})
-    refine_text: Selection = field(default="prompts", metadata={
-        "help": "text tokens a refiner acts on: all | prompts (positions 1..n) | cls (the pooled EOT token) [ours]"})
-    w_pur: float = field(default=1.0, metadata={
-        "help": "weight of the purification term (refined adversarial CLS states vs clean ones) [ours]"})
+        "help": "with refiner_init normal: std of W_up at init; 0 = exactly the identity at init [ours]"})
+    refiner_site: Literal["input", "output"] = field(default="input", metadata={
+        "help": "input: on the tokens entering each deep-prompted block 1..depth-1 [code*]; output: after the "
+                "output of every prompted block 0..depth-1 [ours (v1)]"})
+    refine_vision: VisionSelection = field(default="tokens", metadata={
+        "help": "vision tokens a refiner acts on: tokens (CLS and patches) [code*] | all | prompts (the appended "
+                "prompt tokens) | cls | none [ours (v1): all]"})
+    refine_text: TextSelection = field(default="none", metadata={
+        "help": "text tokens a refiner acts on: none [code*] | all | prompts (positions 1..n) | cls (the pooled EOT "
+                "token) [ours (v1): prompts]"})
+    w_pur: float = field(default=0.0, metadata={
+        "help": "weight of the purification term (refined adversarial CLS states vs clean ones) [code*: 0, the "
+                "term is commented out; ours (v1): 1]"})
 
     def __post_init__(self):
         super().__post_init__()
         check(self.refiner_ratio > 0, f"refiner_ratio must be > 0, got {self.refiner_ratio}")
         check(self.refiner_up_init_std >= 0, f"refiner_up_init_std must be >= 0, got {self.refiner_up_init_std}")
         check(self.w_pur >= 0, f"w_pur must be >= 0, got {self.w_pur}")
+        for tower, sel in (("refine_vision", self.refine_vision), ("refine_text", self.refine_text)):
+            check(not (self.refiner_site == "input" and sel == "prompts"),
+                  f"{tower}=prompts needs refiner_site=output (at a block's input the prompts are replaced)")
 
 
-def refined_layers(depth: int, selection: str) -> tuple[int, ...]:
-    """Layers that get a refiner: every prompted layer 0..depth-1, except that a refiner on the prompt
-    tokens alone acts only at the last prompted layer (at every earlier one the next layer's prompts
-    replace the refined tokens before anything reads them, so it could never learn)."""
-    if depth < 1:
+def refined_layers(depth: int, selection: str, site: str = "output") -> tuple[int, ...]:
+    """Layers whose block output gets a refiner. site "input": the outputs of blocks 0..depth-2, i.e. the
+    tokens entering the deep-prompted blocks 1..depth-1. site "output": every prompted layer 0..depth-1,
+    except that a refiner on the prompt tokens alone acts only at the last prompted layer (at every
+    earlier one the next layer's prompts replace the refined tokens before anything reads them)."""
+    if depth < 1 or selection == "none":
         return ()
+    if site == "input":
+        return tuple(range(depth - 1))
     return (depth - 1,) if selection == "prompts" else tuple(range(depth))
 
 
 def _refiners(layers, width: int, cfg: NAPTuningConfig) -> nn.ModuleDict:
     return nn.ModuleDict({str(l): TokenRefiner(width, cfg.refiner_ratio, cfg.refiner_activation,
-                                               cfg.refiner_up_init_std) for l in layers})
+                                               cfg.refiner_up_init_std, norm=cfg.refiner_norm,
+                                               init=cfg.refiner_init) for l in layers})
 
 
 @register_method("naptuning", NAPTuningConfig)
 class NAPTuning(IVLP):
-    """NAP-Tuning: IVLP prompts + per-layer token refiners in both towers + a purification loss."""
+    """NAP-Tuning: IVLP prompts + per-layer token refiners + (optionally) a purification loss."""
 
     def __init__(self, backbone, classnames, template, config: NAPTuningConfig):
         super().__init__(backbone, classnames, template, config)
         # one refiner per prompted layer and tower (layers 0..depth-1, as the prompts); see refined_layers
-        self.text_refiners = _refiners(refined_layers(self.depth_text, config.refine_text), backbone.text_width,
-                                       config)
-        self.vision_refiners = _refiners(refined_layers(self.depth_vision, config.refine_vision),
+        self.text_refiners = _refiners(refined_layers(self.depth_text, config.refine_text, config.refiner_site),
+                                       backbone.text_width, config)
+        self.vision_refiners = _refiners(refined_layers(self.depth_vision, config.refine_vision, config.refiner_site),
                                          backbone.vision_width, config)
 
     @property
@@ -89,14 +113,17 @@ class NAPTuning(IVLP):
 
     # ---- edits
     def text_edits(self, eot_index: Tensor | None = None) -> TowerEdits:
+        if not self.text_refiners:
+            return TowerEdits(layers=self.text_prompt.edits())
         pos = text_positions(self.config.refine_text, self.config.n_ctx_text, eot_index)
         return TowerEdits(layers=self.text_prompt.edits(),
                           refiners={int(l): RefinerHook(r, pos) for l, r in self.text_refiners.items()})
 
     def vision_edits(self, collect: tuple[int, ...] = ()) -> TowerEdits:
         edits = super().vision_edits()
-        pos = vision_positions(self.config.refine_vision, self.config.n_ctx_vision)
-        edits.refiners = {int(l): RefinerHook(r, pos) for l, r in self.vision_refiners.items()}
+        if self.vision_refiners:
+            pos = vision_positions(self.config.refine_vision, self.config.n_ctx_vision)
+            edits.refiners = {int(l): RefinerHook(r, pos) for l, r in self.vision_refiners.items()}
         edits.collect = tuple(collect)
         return edits
 
@@ -127,16 +154,21 @@ class NAPTuning(IVLP):
 
     def adversarial_loss(self, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext,
                          mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, float]]:
-        """Method.adversarial_loss (same half / full / trades split) + w_pur * purification term."""
+        """Method.adversarial_loss (same half / full / mean / trades objectives) + w_pur * purification term."""
         stats: dict[str, float] = {}
-        if mode == "trades":
+        if mode in ("trades", "mean"):
             clean_f, clean_cls = self._vision(images)
             adv_f, adv_cls = self._vision(adv_images)
             clean, adv = self.logits_from_features(clean_f, ctx), self.logits_from_features(adv_f, ctx)
             ce = F.cross_entropy(clean, labels)
-            kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
-            loss = ce + trades_beta * kl
-            stats.update(ce=ce.item(), kl=kl.item())
+            if mode == "trades":
+                kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
+                loss = ce + trades_beta * kl
+                stats.update(ce=ce.item(), kl=kl.item())
+            else:
+                ce_adv = F.cross_entropy(adv, labels)
+                loss = 0.5 * (ce + ce_adv)
+                stats.update(ce=ce.item(), ce_adv=ce_adv.item())
         else:
             k = images.shape[0] // 2 if mode == "half" else 0
             inputs = torch.cat([images[:k], adv_images[k:]]) if k else adv_images
