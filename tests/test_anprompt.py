@@ -395,6 +395,7 @@ def test_engine_trains_saves_and_reloads_base_then_novel(tmp_path):
     before = {n: p.detach().clone() for n, p in setup.method.learnable_parameters().items()}
     res = train(cfg, tmp_path / "run", setup=setup)
     assert res["evaluations"][-1]["metric"] == "clean_acc"
+    assert res["train"]["wa_target"] == "noise"  # an image folder has no class descriptions
     assert any(not torch.equal(before[n], p) for n, p in setup.method.learnable_parameters().items())
     _, loaded = load_run(tmp_path / "run")
     x = images()
@@ -403,3 +404,77 @@ def test_engine_trains_saves_and_reloads_base_then_novel(tmp_path):
                               atol=1e-6)
     novel = evaluate_run(tmp_path / "run", split="novel", write=False)
     assert novel[0]["split"] == "novel" and 0.0 <= novel[0]["value"] <= 1.0
+
+
+# ---------------------------------------------------------------- WALoss target from descriptions (issue 15)
+def _ds(descriptions=None, name="toy"):
+    from robustprompt.data.base import DatasetSplits
+
+    return DatasetSplits(name=name, classnames=list(CLASSES), train=[], val=[], test=[], descriptions=descriptions)
+
+
+DESCRIPTIONS = {c: [f"a {c} is a thing.", f"the {c} has a shape."] for c in CLASSES}
+
+
+def test_description_target_is_cupl_mean_of_normalised_sentence_features(tiny_backbone, tmp_path):
+    import json
+
+    m = make(tiny_backbone)
+    assert m.wa_target_used == "noise" and m.wa_features is None
+    m.prepare(_ds(DESCRIPTIONS))
+    assert m.wa_target_used == "descriptions" and m.run_info() == {"wa_target": "descriptions"}
+    by_hand = []
+    for c in CLASSES:
+        f = m._encode_frozen(DESCRIPTIONS[c])
+        by_hand.append(F.normalize(f.mean(0), dim=-1))
+    assert torch.allclose(m.wa_features, torch.stack(by_hand), atol=1e-6)
+    # a file wins over the dataset's own; the auxiliary set enters with aux_weight
+    path, aux = tmp_path / "d.json", tmp_path / "aux.json"
+    path.write_text(json.dumps(DESCRIPTIONS))
+    aux.write_text(json.dumps({c: [f"{c}!"] for c in CLASSES}))
+    m2 = make(tiny_backbone, descriptions=str(path), descriptions_aux=str(aux), aux_weight=0.5)
+    m2.prepare(_ds(None))
+    expected = F.normalize(torch.stack(by_hand) + 0.5 * m2.description_features({c: [f"{c}!"] for c in CLASSES}), dim=-1)
+    assert torch.allclose(m2.wa_features, expected, atol=1e-6)
+
+
+def test_description_target_changes_only_waloss(tiny_backbone):
+    x, y = images(), torch.tensor([0, 1, 2])
+    a, b = make(tiny_backbone), make(tiny_backbone)
+    b.prepare(_ds(DESCRIPTIONS))
+    _, sa = a.loss(x, y, a.class_context())
+    _, sb = b.loss(x, y, b.class_context())
+    assert sa["wa"] != sb["wa"]
+    assert all(sa[k] == pytest.approx(sb[k], abs=1e-6) for k in ("ce_cls", "ce_rep", "sim_img", "sim_txt"))
+
+
+def test_description_target_errors_and_auto_fallback(tiny_backbone, tmp_path):
+    m = make(tiny_backbone)
+    m.prepare(_ds(None))  # auto, nothing to read: the weak-noise target, recorded
+    assert m.wa_target_used == "noise"
+    with pytest.raises(ValueError, match="needs class descriptions"):
+        make(tiny_backbone, wa_target="descriptions").prepare(_ds(None))
+    with pytest.raises(ValueError, match="no descriptions for 1 class"):
+        make(tiny_backbone).prepare(_ds({c: DESCRIPTIONS[c] for c in CLASSES[:3]}))
+    bad = tmp_path / "bad.json"
+    bad.write_text('["not", "a", "mapping"]')
+    with pytest.raises(ValueError, match="class name -> list of sentences"):
+        make(tiny_backbone, descriptions=str(bad)).prepare(_ds(None))
+    with pytest.raises(ValueError, match="not found"):
+        make(tiny_backbone, descriptions=str(tmp_path / "none.json")).prepare(_ds(None))
+
+
+def test_train_noise_perturbs_training_images_only(tiny_backbone):
+    from robustprompt.errors import ConfigError
+
+    x, y = images(), torch.tensor([0, 1, 2])
+    a, b = make(tiny_backbone), make(tiny_backbone, train_noise="gaussian:0.05")
+    a.train(), b.train()
+    torch.manual_seed(1)
+    la, _ = a.loss(x, y, a.class_context())
+    lb, _ = b.loss(x, y, b.class_context())
+    assert la.item() != lb.item()
+    a.eval(), b.eval()
+    assert torch.equal(a(x, a.class_context()), b(x, b.class_context()))
+    with pytest.raises(ConfigError, match="image noise"):
+        make(tiny_backbone, train_noise="typo:0.1")

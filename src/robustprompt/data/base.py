@@ -37,6 +37,9 @@ class DatasetSplits:
     test: list[Datum]
     templates: list[str] = field(default_factory=lambda: [DEFAULT_TEMPLATE])
     images: np.ndarray | None = None  # uint8 (N, H, W, 3) for in-memory datasets
+    # class name -> sentences describing it (the CuPL / HPT file format), for methods whose targets are
+    # built from descriptions; None when the dataset has none
+    descriptions: dict[str, list[str]] | None = None
 
     @property
     def num_classes(self) -> int:

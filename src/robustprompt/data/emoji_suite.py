@@ -174,7 +174,17 @@ def _assemble(name: str, classes: list[tuple[Concept, dict]], per_class, templat
             items[split] += [Datum(path="", label=label, classname=c.name, key=row + i) for i in range(n)]
             row += n
     return DatasetSplits(name=name, classnames=names, train=items["train"], val=items["val"], test=items["test"],
-                         templates=list(templates), images=np.concatenate(blocks))
+                         templates=list(templates), images=np.concatenate(blocks),
+                         descriptions={c.name: describe_concept(c) for c, _ in classes})
+
+
+def describe_concept(c: Concept) -> list[str]:
+    """A concept's descriptions (for description-built text targets): its sentence, and one from its tags."""
+    out = [c.description]
+    words = [w for w in (*c.synonyms, *c.tags) if w != c.name][:6]
+    if words:
+        out.append(f"a picture of a {c.name}, which goes with {', '.join(words)}.")
+    return out
 
 
 def _spec_candidates(spec: Spec, root) -> list[tuple[Concept, dict]]:

@@ -84,6 +84,10 @@ def build(cfg: RunConfig, device: str | torch.device = "cpu") -> Setup:
     seed_everything(derive_seed(cfg.seed, "init"))
     method = create_method(cfg.method, backbone, data.classnames, data.template,
                            method_config(cfg.method, cfg.method_cfg))
+    try:
+        method.prepare(data)
+    except ValueError as e:
+        raise ConfigError(f"method {cfg.method!r}: {e}") from None
     return Setup(cfg, backbone, data, method.to(device), device)
 
 
@@ -225,7 +229,8 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
                       dist=dist)
     record["dataset"] = cfg.data.dataset
     results = run.add_records(run_header(s, train={"epochs": cfg.train.epochs, "final_loss": last_loss,
-                                                   "wall_s_last_session": round(time.time() - t0, 2)}), [record])
+                                                   "wall_s_last_session": round(time.time() - t0, 2),
+                                                   **method.run_info()}), [record])
     run.log(f"test {cfg.data.split}: accuracy {record['value']:.4f} on {record['n']} images")
     return results
 

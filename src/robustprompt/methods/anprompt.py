@@ -11,7 +11,9 @@ Per step:
    tower; inserted at the first prompted layer (after CLS / after SOS: the text EOT index shifts by
    K), at later prompted layers text tokens 1..K are replaced and vision tokens 1..K blended (beta).
 4. NRVPP v_rep = mean_k ln_post(x)[1+k] @ (proj + low-rank update); v_cls the usual CLS feature.
-5. z_cls, z_rep against the prompted class features; z_noise of v_rep against mean_m f_c,m.
+5. z_cls, z_rep against the prompted class features; z_noise of v_rep against WALoss's frozen target:
+   the class descriptions' CuPL-style feature (+ aux_weight x a second description set) when the
+   dataset or `descriptions` provides them (the authors' trainer), else mean_m f_c,m (`wa_target`).
 6. Loss s*CE(z_cls) + (1-s)*CE(z_rep) + w_sim*sim + w_wa*WALoss.
 7. Inference: s*z_cls + (1-s)*z_rep on the training classes, z_cls on any other class set.
 """
@@ -75,6 +77,17 @@ class ANPromptConfig:
     w_wa: float = field(default=1.0, metadata={"help": "weight of WALoss [ours]"})
     wa_scale_grad: bool = field(default=False, metadata={
         "help": "let gradients flow through WALoss's 1/std(z_cls) scale (default: the scale is a constant) [ours]"})
+    wa_target: Literal["auto", "descriptions", "noise"] = field(default="auto", metadata={
+        "help": "WALoss's frozen text target: descriptions (class descriptions, CuPL-style [code]), noise (the "
+                "mean fused weak-noise view of each class [ours, the first reading]), auto (descriptions when the "
+                "dataset or `descriptions` has them, else noise)"})
+    descriptions: str = field(default="", metadata={
+        "help": "JSON file of class name -> list of sentences (CuPL's format); empty = the dataset's own"})
+    descriptions_aux: str = field(default="", metadata={
+        "help": "a second description file (HPT's set in the authors' code), added with weight aux_weight"})
+    aux_weight: float = field(default=0.001, metadata={"help": "weight of the second description feature [code]"})
+    train_noise: str = field(default="", metadata={
+        "help": "weak image noise on training images, e.g. gaussian:0.02 (empty: none) [paper: some settings]"})
     # ---- class prompt
     template: str = field(default="a photo of a {}.", metadata={"help": "class prompt; empty = the dataset's template"})
     learn_template: bool = field(default=False, metadata={
@@ -99,6 +112,12 @@ class ANPromptConfig:
         check(0.0 <= self.s <= 1.0, f"s must be in [0, 1], got {self.s}")
         check(self.w_sim >= 0, f"w_sim must be >= 0, got {self.w_sim}")
         check(self.w_wa >= 0, f"w_wa must be >= 0, got {self.w_wa}")
+        check(self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}")
+        if self.train_noise:
+            from ..attacks.noise import ImageNoise, parse_noise
+
+            check(isinstance(parse_noise(self.train_noise), ImageNoise),
+                  f"train_noise must be an image noise (gaussian, blur, jpeg), got {self.train_noise!r}")
         check(not self.template or self.template.count("{}") == 1,
               f"template must contain {{}} exactly once, got {self.template!r}")
         if self.learn_template and self.template:
@@ -171,6 +190,8 @@ class ANPrompt(Method):
         self.register_buffer("text_frozen", t_clean.float(), persistent=False)
         self.register_buffer("noise_features", F.normalize(f_views.mean(1), dim=-1).float(), persistent=False)
         self.register_buffer("noise_prompts", km.centroids.float(), persistent=False)
+        self.wa_features: Tensor | None = None  # the description target, set by prepare()
+        self.wa_target_used = "noise"
 
         # ---- learnable
         self.residual = nn.Parameter(torch.randn(K, E) * cfg.init_std)  # R
@@ -241,6 +262,43 @@ class ANPrompt(Method):
         t_noisy = self._encode_frozen(texts, spans, generator=g).view(C, M, -1)
         return t_clean, fuse(t_clean[:, None], t_noisy, cfg.fuse_alpha)
 
+    # ------------------------------------------------------------------ WALoss target from descriptions
+    def prepare(self, data) -> None:
+        """Build the WALoss target from class descriptions (`descriptions` file, else the dataset's)."""
+        cfg = self.config
+        if cfg.wa_target == "noise":
+            return
+        sets = load_descriptions(cfg.descriptions) if cfg.descriptions else getattr(data, "descriptions", None)
+        if not sets:
+            if cfg.wa_target == "descriptions":
+                raise ValueError(f"wa_target=descriptions needs class descriptions: dataset {data.name!r} has none; "
+                                 "pass method_cfg.descriptions=FILE.json (class -> list of sentences)")
+            return
+        target = self.description_features(sets)
+        if cfg.descriptions_aux and cfg.aux_weight > 0:
+            target = target + cfg.aux_weight * self.description_features(load_descriptions(cfg.descriptions_aux))
+        self.wa_features = F.normalize(target, dim=-1).float().to(self.noise_features.device)
+        self.wa_target_used = "descriptions"
+
+    def run_info(self) -> dict:
+        return {"wa_target": self.wa_target_used}
+
+    @torch.no_grad()
+    def description_features(self, sets: dict[str, list[str]]) -> Tensor:
+        """(C, E): per training class, the normalised mean of its descriptions' normalised frozen features
+        (CuPL's ensemble)."""
+        missing = [c for c in self.classnames if not sets.get(c)]
+        if missing:
+            raise ValueError(f"no descriptions for {len(missing)} class(es), e.g. {missing[0]!r}")
+        texts = [t for c in self.classnames for t in sets[c]]
+        feats = self._encode_frozen(texts)
+        out, i = [], 0
+        for c in self.classnames:
+            n = len(sets[c])
+            out.append(F.normalize(feats[i:i + n].mean(0), dim=-1))
+            i += n
+        return torch.stack(out)
+
     # ------------------------------------------------------------------ prompts and edits
     def anti_noise_prompts(self) -> Tensor:
         """A = R + P_noise, (K, embed_dim)."""
@@ -303,10 +361,15 @@ class ANPrompt(Method):
         if not ctx.seen:
             raise ValueError("ANPrompt's loss needs the context of its training classes (class_context())")
         cfg = self.config
+        if cfg.train_noise and self.training:
+            from ..attacks.noise import apply_image_noise
+
+            images = apply_image_noise(images, cfg.train_noise)
         v_cls, v_rep = self.vision_features(images)
         z_cls = self.logits_from_features(v_cls, ctx)
         z_rep = self.logits_from_features(v_rep, ctx)
-        z_noise = self.backbone.logit_scale * F.normalize(v_rep, dim=-1) @ self.noise_features.t().to(v_rep.dtype)
+        target = self.wa_features if self.wa_features is not None else self.noise_features
+        z_noise = self.backbone.logit_scale * F.normalize(v_rep, dim=-1) @ target.t().to(v_rep.dtype)
         ce_cls, ce_rep = F.cross_entropy(z_cls, labels), F.cross_entropy(z_rep, labels)
         ce = cfg.s * ce_cls + (1.0 - cfg.s) * ce_rep
         with torch.no_grad():
@@ -318,6 +381,24 @@ class ANPrompt(Method):
         stats = {"loss": loss.item(), "ce_cls": ce_cls.item(), "ce_rep": ce_rep.item(),
                  "sim_img": sim_img.item(), "sim_txt": sim_txt.item(), "wa": wa.item()}
         return loss, stats
+
+
+def load_descriptions(path: str) -> dict[str, list[str]]:
+    """A CuPL / HPT description file: JSON object of class name -> list of sentences (one-line errors)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"description file not found: {p}") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"description file {p} does not read as JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                             for v in data.values()):
+        raise ValueError(f"description file {p} must be a JSON object of class name -> list of sentences")
+    return {str(k): [x for x in v if x.strip()] for k, v in data.items()}
 
 
 def _view_seed(noise_seed: int, view: int) -> int:

@@ -49,6 +49,14 @@ class Method(nn.Module):
         self.template = template
         self.config = config
 
+    # ---- optional: called once by the engine with the training data before training (not on reload)
+    def prepare(self, data) -> None:
+        """See the training data (a DatasetSplits: class names, descriptions, ...) before the first step."""
+
+    def run_info(self) -> dict:
+        """Choices made at run time that the config does not fix, for results.json's train section."""
+        return {}
+
     # ---- to implement
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
         """(C, E) unnormalised class features for these names."""
