@@ -61,8 +61,11 @@ class TextContextPrompt(nn.Module):
                 self._cache[classnames] = (bb.embed_tokens(ids).detach(), eot)
         return self._cache[classnames]
 
-    def embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
-        """Token embeddings (C, L, D) with the context in place, and EOT indices (C,)."""
+    def embeddings(self, classnames: tuple[str, ...], shift: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Token embeddings (C, L, D) with the context in place, and EOT indices (C,).
+
+        `shift` (S, D): S shifted copies of the context, ctx + shift[s] (CoCoOp's image-conditioned
+        context); the result is then (S * C, L, D), image-major, with EOT indices (S * C,)."""
         emb, eot = self._frozen_embeddings(tuple(classnames))
         emb = emb.to(self.ctx.device)
         C = emb.shape[0]
@@ -73,5 +76,10 @@ class TextContextPrompt(nn.Module):
             ctx = self.ctx
         else:
             ctx = self.ctx.unsqueeze(0).expand(C, -1, -1)
+        if shift is not None:
+            S = shift.shape[0]
+            ctx = (ctx.unsqueeze(0) + shift[:, None, None, :]).reshape(S * C, self.n_ctx, -1)
+            emb = emb.repeat(S, 1, 1)
+            eot = eot.repeat(S)
         emb = torch.cat([emb[:, :1], ctx.to(emb.dtype), emb[:, 1 + self.n_ctx :]], dim=1)
         return emb, eot.to(self.ctx.device)

@@ -1,0 +1,68 @@
+"""CoCoOp (Zhou et al., CVPR 2022): CoOp's context shifted per image by a small meta-net.
+
+As the authors' code (KaiyangZhou/CoOp, trainers/cocoop.py): the frozen image feature f (L2-normalised)
+goes through meta_net = Linear(E, E // 16) -> ReLU -> Linear(E // 16, D); every context vector of the
+prompt gets the same shift pi(f); each image then has its own text features for every class, and its
+logits are logit_scale * f . normalise(text(ctx + pi(f), class)). Loss: cross-entropy.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..components.context import TextContextPrompt
+from ..config import check
+from .base import Method, TextContext
+from .registry import register_method
+
+
+@dataclass(frozen=True)
+class CoCoOpConfig:
+    n_ctx: int = field(default=4, metadata={"help": "learnable context vectors [code: 4]"})
+    ctx_init: str = field(default="a photo of a", metadata={"help": "initial words [code: 'a photo of a']"})
+    init_std: float = field(default=0.02, metadata={"help": "std of random context (without ctx_init) [code]"})
+    meta_reduction: int = field(default=16, metadata={"help": "meta-net hidden width = embed_dim // this [code]"})
+    text_batch: int = field(default=4096, metadata={
+        "help": "most prompts (images x classes) encoded in one text forward; a memory cap only"})
+
+    def __post_init__(self):
+        check(self.n_ctx >= 1, f"n_ctx must be >= 1, got {self.n_ctx}")
+        check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
+        check(self.meta_reduction >= 1, f"meta_reduction must be >= 1, got {self.meta_reduction}")
+        check(self.text_batch >= 1, f"text_batch must be >= 1, got {self.text_batch}")
+
+
+@register_method("cocoop", CoCoOpConfig)
+class CoCoOp(Method):
+    """CoCoOp: CoOp context + an image-conditioned shift from a two-layer meta-net."""
+
+    def __init__(self, backbone, classnames, template, config: CoCoOpConfig):
+        super().__init__(backbone, classnames, template, config)
+        self.prompt = TextContextPrompt(backbone, config.n_ctx, config.ctx_init, False, len(classnames),
+                                        config.init_std)
+        E, D = backbone.embed_dim, backbone.text_width
+        hidden = max(1, E // config.meta_reduction)
+        self.meta_net = nn.Sequential(OrderedDict([("linear1", nn.Linear(E, hidden)), ("relu", nn.ReLU()),
+                                                   ("linear2", nn.Linear(hidden, D))]))
+
+    def class_features(self, classnames: tuple[str, ...]) -> Tensor:
+        """The context without any image's shift (what the class side is before an image is seen)."""
+        emb, eot = self.prompt.embeddings(classnames)
+        return self.backbone.text(emb, eot).features
+
+    def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
+        f = F.normalize(self.backbone.encode_image(images), dim=-1)
+        shift = self.meta_net(f)  # (B, D)
+        C = len(ctx.classnames)
+        step = max(1, self.config.text_batch // C)
+        logits = []
+        for i in range(0, f.shape[0], step):
+            emb, eot = self.prompt.embeddings(ctx.classnames, shift=shift[i:i + step])
+            t = F.normalize(self.backbone.text(emb, eot).features, dim=-1).view(-1, C, f.shape[1])
+            logits.append(torch.einsum("be,bce->bc", f[i:i + step], t.to(f.dtype)))
+        return self.backbone.logit_scale * torch.cat(logits)
