@@ -231,3 +231,25 @@ def test_sharded_attack_evaluation_assembles_the_same_record(tree, tmp_path, cap
 
     fails(capsys, ["eval", str(run), "--shard", "2/2", *args], "K must be in 0 .. N-1")
     fails(capsys, ["eval", str(run), "--shard", "0/2"], "attacked evaluations only")
+
+
+def test_named_loss_terms_are_logged_per_epoch_and_a_diverging_loss_stops_training(tree, tmp_path, monkeypatch):
+    """The loss terms are summed on the device and read once per log interval: each epoch's log line
+    carries their means; a non-finite loss is a one-line error."""
+    out = tmp_path / "kg"
+    train(_cfg(tree, method="kgcoop", train={"epochs": 1}), out)
+    line = [ln for ln in (out / "log.txt").read_text().splitlines() if "epoch 1/1" in ln][0]
+    assert "(ce " in line and " kg " in line
+    from robustprompt.errors import RobustPromptError
+    from robustprompt.methods.base import Method
+
+    def diverging(original):
+        def loss(self, *args):
+            value, stats = original(self, *args)
+            return value * float("nan"), stats
+        return loss
+
+    for name in ("loss", "loss_from_features"):  # cached image features or not
+        monkeypatch.setattr(Method, name, diverging(getattr(Method, name)))
+    with pytest.raises(RobustPromptError, match="loss became nan in epoch 1"):
+        train(_cfg(tree, train={"epochs": 1}), tmp_path / "nan")

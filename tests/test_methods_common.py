@@ -38,7 +38,9 @@ def gradients(method, images, labels):
         p.grad = None
     loss, stats = method.loss(images, labels, method.class_context())
     assert loss.dim() == 0 and torch.isfinite(loss)
-    assert isinstance(stats, dict) and all(isinstance(v, float) for v in stats.values())
+    # named terms as detached 0-d tensors: the engine reads them once per log interval, not every step
+    assert isinstance(stats, dict) and all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
+                                           for v in stats.values())
     if loss.requires_grad:
         loss.backward()
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import shutil
 import signal
@@ -146,6 +147,42 @@ def _make_run_dir(run: RunDir) -> None:
         raise RobustPromptError(f"run directory {run.path} is not writable")
 
 
+SYNC_EVERY = 20  # training steps between reads of the running loss (each read waits for the device)
+
+
+class TermSums:
+    """Per-epoch sums of the loss and of the method's named terms, kept on the device: the training
+    loop reads them (one device sync) only every SYNC_EVERY steps and at the end of the epoch."""
+
+    def __init__(self, device):
+        self.loss = torch.zeros((), device=device)
+        self.terms: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, loss, stats: dict, n: int) -> None:
+        self.loss += loss.detach().float() * n
+        for k, v in stats.items():
+            v = torch.as_tensor(v, device=self.loss.device).detach().float() * n
+            self.terms[k] = self.terms[k] + v if k in self.terms else v
+        self.count += n
+
+    def checked_mean(self, epoch: int) -> float:
+        """The running mean loss; a non-finite loss stops training with a one-line error."""
+        mean = self.loss.item() / max(self.count, 1)
+        if not math.isfinite(mean):
+            raise RobustPromptError(f"loss became {mean} in epoch {epoch + 1}; lower train.lr")
+        return mean
+
+    def total(self) -> float:
+        return self.loss.item()
+
+    def term_means(self) -> dict[str, float]:
+        if not self.terms:
+            return {}
+        values = torch.stack(list(self.terms.values())).cpu().tolist()  # one sync for every term
+        return {k: v / max(self.count, 1) for k, v in zip(self.terms, values)}
+
+
 def step_loss(method, cfg: RunConfig, cached: bool, x, labels) -> tuple:
     """(loss, stats) of one training step on images `x`, or on their cached training features."""
     device = labels.device
@@ -198,28 +235,28 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
         loader = dist.loader(dataset, cfg.train.batch_size, derive_seed(cfg.seed, "order", epoch),
                              num_workers=0 if cached else cfg.data.num_workers)
         method.train()
-        total, count = 0.0, 0
+        sums = TermSums(device)  # the loss and its named terms, summed on the device: one sync per interval
         bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}")
-        for inputs, labels in bar:
+        for step, (inputs, labels) in enumerate(bar):
             inputs, labels = inputs.to(device), labels.to(device)
             loss, stats = runner(loss_fn, inputs, labels)
-            if not torch.isfinite(loss):
-                raise RobustPromptError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.train.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
             optimizer.step()
-            total += loss.item() * len(labels)
-            count += len(labels)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        total, count = dist.sum(total, count)  # the epoch's mean loss over every process's images
+            sums.add(loss, stats, len(labels))
+            if (step + 1) % SYNC_EVERY == 0:
+                bar.set_postfix(loss=f"{sums.checked_mean(epoch):.4f}")
+        sums.checked_mean(epoch)
+        total, count = dist.sum(sums.total(), sums.count)  # the epoch's mean loss over every process's images
         last_loss = total / max(count, 1)
         if dist.is_main:
             save_training_state(run / CHECKPOINT, epoch + 1, method.learnable_state(), optimizer,
                                 {"method": cfg.method})
+        terms = " ".join(f"{k} {v:.4f}" for k, v in sums.term_means().items())
         run.log(f"epoch {epoch + 1}/{cfg.train.epochs} lr {optimizer.param_groups[0]['lr']:.3g} "
-                f"loss {last_loss:.4f}")
+                f"loss {last_loss:.4f}" + (f" ({terms})" if terms else ""))
     if end_epoch < cfg.train.epochs:
         return {}
 

@@ -357,7 +357,7 @@ class ANPrompt(Method):
         return s * z_cls + (1.0 - s) * self.logits_from_features(v_rep, ctx)
 
     # ------------------------------------------------------------------ training objective
-    def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
         if not ctx.seen:
             raise ValueError("ANPrompt's loss needs the context of its training classes (class_context())")
         cfg = self.config
@@ -378,8 +378,8 @@ class ANPrompt(Method):
         sim_txt = 1.0 - F.cosine_similarity(ctx.features.float(), self.text_frozen, dim=-1).mean()
         wa = wa_loss(z_noise, z_cls, cfg.wa_scale_grad)
         loss = ce + cfg.w_sim * (sim_img + sim_txt) + cfg.w_wa * wa
-        stats = {"loss": loss.item(), "ce_cls": ce_cls.item(), "ce_rep": ce_rep.item(),
-                 "sim_img": sim_img.item(), "sim_txt": sim_txt.item(), "wa": wa.item()}
+        stats = {"loss": loss.detach(), "ce_cls": ce_cls.detach(), "ce_rep": ce_rep.detach(),
+                 "sim_img": sim_img.detach(), "sim_txt": sim_txt.detach(), "wa": wa.detach()}
         return loss, stats
 
 

@@ -95,13 +95,13 @@ class Method(nn.Module):
     def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
         return self.logits_from_features(self.image_features(images), ctx)
 
-    def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self(images, ctx)
         loss = F.cross_entropy(logits, labels)
-        return loss, {"ce": loss.item()}
+        return loss, {"ce": loss.detach()}
 
     def adversarial_loss(self, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext,
-                         mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, float]]:
+                         mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, Tensor]]:
         """The adversarial-training objective given PGD images made through the current prompts.
 
         half: the method's loss on the first half of the batch clean, the second half adversarial;
@@ -124,13 +124,13 @@ class Method(nn.Module):
         ce = F.cross_entropy(clean, labels)
         kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
         loss = ce + trades_beta * kl
-        return loss, {"ce": ce.item(), "kl": kl.item()}
+        return loss, {"ce": ce.detach(), "kl": kl.detach()}
 
     def loss_from_features(self, image_features: Tensor, labels: Tensor, ctx: TextContext):
         """Loss of a text-only method on cached features: `loss_from_features(training_features(x))` must equal `loss(x)`."""
         logits = self.logits_from_features(image_features, ctx)
         loss = F.cross_entropy(logits, labels)
-        return loss, {"ce": loss.item()}
+        return loss, {"ce": loss.detach()}
 
     # ---- learnable state: everything with requires_grad outside the frozen backbone
     def learnable_parameters(self) -> dict[str, nn.Parameter]:

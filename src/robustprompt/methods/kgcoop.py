@@ -70,7 +70,7 @@ class KgCoOp(CoOp):
     def loss_from_features(self, image_features: Tensor, labels: Tensor, ctx: TextContext):
         ce, stats = super().loss_from_features(image_features, labels, ctx)
         kg = self.kg_term(ctx)
-        return ce + self.config.kg_weight * kg, {**stats, "kg": kg.item()}
+        return ce + self.config.kg_weight * kg, {**stats, "kg": kg.detach()}
 
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext):
         return self.loss_from_features(self.image_features(images), labels, ctx)

@@ -153,7 +153,7 @@ class NAPTuning(IVLP):
         return self.purification_term(adv_cls, clean_cls)
 
     def adversarial_loss(self, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext,
-                         mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, float]]:
+                         mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, Tensor]]:
         """Method.adversarial_loss (same half / full / mean / trades objectives) + w_pur * purification term."""
         stats: dict[str, float] = {}
         if mode in ("trades", "mean"):
@@ -164,17 +164,17 @@ class NAPTuning(IVLP):
             if mode == "trades":
                 kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
                 loss = ce + trades_beta * kl
-                stats.update(ce=ce.item(), kl=kl.item())
+                stats.update(ce=ce.detach(), kl=kl.detach())
             else:
                 ce_adv = F.cross_entropy(adv, labels)
                 loss = 0.5 * (ce + ce_adv)
-                stats.update(ce=ce.item(), ce_adv=ce_adv.item())
+                stats.update(ce=ce.detach(), ce_adv=ce_adv.detach())
         else:
             k = images.shape[0] // 2 if mode == "half" else 0
             inputs = torch.cat([images[:k], adv_images[k:]]) if k else adv_images
             feats, cls = self._vision(inputs)
             loss = F.cross_entropy(self.logits_from_features(feats, ctx), labels)
-            stats["ce"] = loss.item()
+            stats["ce"] = loss.detach()
             adv_cls = {l: h[k:] for l, h in cls.items()}
             clean_cls = None
         if self.config.w_pur > 0:
@@ -183,5 +183,5 @@ class NAPTuning(IVLP):
                     _, clean_cls = self._vision(images[k:])
             pur = self.purification_term(adv_cls, clean_cls)
             loss = loss + self.config.w_pur * pur
-            stats["pur"] = pur.item()
+            stats["pur"] = pur.detach()
         return loss, stats
