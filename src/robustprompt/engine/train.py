@@ -249,6 +249,7 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
             if (step + 1) % SYNC_EVERY == 0:
                 bar.set_postfix(loss=f"{sums.checked_mean(epoch):.4f}")
         sums.checked_mean(epoch)
+        method.end_epoch(epoch + 1, cfg.train.epochs)
         total, count = dist.sum(sums.total(), sums.count)  # the epoch's mean loss over every process's images
         last_loss = total / max(count, 1)
         if dist.is_main:

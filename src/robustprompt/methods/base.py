@@ -53,6 +53,9 @@ class Method(nn.Module):
     def prepare(self, data) -> None:
         """See the training data (a DatasetSplits: class names, descriptions, ...) before the first step."""
 
+    def end_epoch(self, epoch: int, n_epochs: int) -> None:
+        """Called by the engine after each training epoch (1-based), before its checkpoint is saved."""
+
     def run_info(self) -> dict:
         """Choices made at run time that the config does not fix, for results.json's train section."""
         return {}
