@@ -83,7 +83,7 @@ def create_method(name: str, backbone, classnames: list[str], template: str, con
     return method
 
 
-_BUILTIN = ["zeroshot", "coop", "cocoop", "kgcoop", "ivlp", "maple", "anprompt", "advpt", "naptuning", "promptsrc"]
+_BUILTIN = ["zeroshot", "coop", "cocoop", "kgcoop", "ivlp", "maple", "anprompt", "advpt", "naptuning", "promptsrc", "mmrl"]
 
 
 def _import_builtin() -> None:
