@@ -238,3 +238,15 @@ def test_eps_out_of_range(reference, tmp_path, capsys, eps):
     before = (run / "results.json").read_text()
     fails(capsys, ["eval", str(run), "--attack", "pgd", f"--eps={eps}"], "eps")
     assert (run / "results.json").read_text() == before
+
+
+def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from robustprompt.atomic import atomic_path, atomic_write_text
+
+    target = tmp_path / "sub" / "f.txt"
+    atomic_write_text(target, "one")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "one" and sorted(p.name for p in target.parent.iterdir()) == ["f.txt"]

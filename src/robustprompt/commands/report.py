@@ -50,7 +50,7 @@ def register(sub) -> None:
 
 
 def run_claims(args) -> int:
-    from ..engine.rundir import atomic_write_text
+    from ..atomic import atomic_write_text
     from ..report.claims import evaluate_claims, load_claims, render_section, write_sections
 
     outcomes = evaluate_claims(load_claims(args.claims))

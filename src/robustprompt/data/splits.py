@@ -243,16 +243,9 @@ def dumps_lists(obj: Mapping) -> str:
 
 def write_json_atomic(path: str | Path, obj: Mapping) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(dumps_lists(obj))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from ..atomic import atomic_write_text
+
+    atomic_write_text(path, dumps_lists(obj))
 
 
 def write_split_json(path: str | Path, ds: DatasetSplits, prefix: str | Path) -> Path:

@@ -234,7 +234,7 @@ class BatchStore:
     def put(self, i: int, entry: dict) -> None:
         import json
 
-        from .rundir import atomic_write_text
+        from ..atomic import atomic_write_text
 
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / f"{i}.json", json.dumps(entry))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_path, atomic_write_text
+
 # The project's architectures, shipped weights and open_clip registration live in the backbone.
 from ..backbone.loading import DEFAULT_MODEL as EMBEDDED_MODEL
 from ..backbone.loading import WEIGHTS_DIR, load_weights_file, quiet_open_clip_logging
@@ -51,12 +53,10 @@ def export_weights(model: torch.nn.Module, path: str | Path, metadata: dict | No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "architecture": (metadata or {}).get("architecture", "")})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": (metadata or {}).get("architecture", "")})
     if metadata is not None:
-        meta_path = path.with_suffix(".json")
-        meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
+        atomic_write_text(path.with_suffix(".json"), json.dumps(metadata, indent=2) + "\n")
     return path
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_path, atomic_write_text
 from ..backbone.loading import file_sha256
 from ..errors import CheckpointError
 from .config import PretrainConfig
@@ -123,13 +124,10 @@ def save_checkpoint(out: Path, model, opt, cfg: PretrainConfig, step: int, elaps
             n = names[id(p)]
             for k, v in st.items():
                 tensors[f"optim.{n}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    tmp = out / (CKPT + ".tmp")
-    save_file(tensors, str(tmp))
     meta = {"step": step, "config": cfg.to_dict(), "elapsed_s": elapsed, "recent_losses": losses[-50:]}
-    tmp_meta = out / (CKPT_META + ".tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(out / CKPT)
-    tmp_meta.replace(out / CKPT_META)
+    with atomic_path(out / CKPT) as tmp:  # tensors first: a crash between the two leaves the older step's meta
+        save_file(tensors, str(tmp))
+    atomic_write_text(out / CKPT_META, json.dumps(meta, indent=2) + "\n")
 
 
 def load_checkpoint(out: Path, model, opt, cfg: PretrainConfig) -> tuple[int, float, list[float]]:

@@ -107,7 +107,7 @@ def build_report(paths, out: str | Path | None = None, *, tables=TABLES, plots: 
         contents[f"plots/{f.name}.png"] = f.png
     contents["report.html"] = render_html(title, found, built, figures, paths, comparisons).encode()
 
-    from ..engine.rundir import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     try:
         (out / "plots" if figures else out).mkdir(parents=True, exist_ok=True)

