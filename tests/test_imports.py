@@ -77,3 +77,14 @@ def test_the_checker_sees_a_cycle_through_a_function_level_import(tmp_path):
     (pkg / "sub" / "b.py").write_text("def f():\n    from ..a import x\n")
     (pkg / "c.py").write_text("import pkg.a\n")
     assert import_cycles(tmp_path, "pkg") == [["pkg.a", "pkg.sub.b"]]
+
+
+def test_data_does_not_import_pretrain():
+    """The dataset layer reads the synthetic world and the emoji world, never the pretraining code."""
+    import subprocess
+    import sys
+
+    code = ("import sys, robustprompt.data.registry as r; r.list_datasets(); "
+            "print(sorted(m for m in sys.modules if m.startswith('robustprompt.pretrain')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

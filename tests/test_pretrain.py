@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from robustprompt.errors import CheckpointError
-from robustprompt.pretrain import captions as C
+from robustprompt.synthetic import captions as C
 from robustprompt.pretrain.config import PretrainConfig
-from robustprompt.pretrain.generator import Mix, PretrainStream
+from robustprompt.synthetic.generator import Mix, PretrainStream
 
 TINY = {
     "embed_dim": 16,
@@ -49,7 +49,7 @@ def test_stream_is_a_function_of_seed_and_step():
 
 
 def test_stream_uses_fashion_mnist_train_split_only(monkeypatch):
-    from robustprompt.pretrain import generator
+    from robustprompt.synthetic import generator
 
     seen = []
     real = generator.load_fashion_mnist

@@ -9,7 +9,7 @@ import pytest
 
 from robustprompt.data import testbeds as T
 from robustprompt.data.base import DatasetSplits, load_image
-from robustprompt.pretrain import captions as C
+from robustprompt.synthetic import captions as C
 
 EXPECTED = {
     "fashion-mnist": (["t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -45,7 +45,7 @@ def test_generated_testbeds_are_deterministic():
 
 
 def test_fashion_testbed_is_deterministic_and_uses_t10k_for_test():
-    from robustprompt.pretrain.sources import load_fashion_mnist
+    from robustprompt.synthetic.sources import load_fashion_mnist
 
     a = T._fashion.__wrapped__(None)
     assert np.array_equal(a.images, T.build("fashion-mnist").images)
@@ -56,7 +56,7 @@ def test_fashion_testbed_is_deterministic_and_uses_t10k_for_test():
 
 def test_testbeds_differ_in_style_from_pretraining():
     from robustprompt.pretrain.config import PretrainConfig
-    from robustprompt.pretrain.generator import PretrainStream
+    from robustprompt.synthetic.generator import PretrainStream
 
     cfg = PretrainConfig()  # the shipped recipe's photometric ranges lie outside the testbed style
     assert cfg.backdrop_contrast > T.CONTRAST[1] and cfg.noise_std < T.NOISE[1]

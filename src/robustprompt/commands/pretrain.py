@@ -69,7 +69,7 @@ def register(subparsers) -> None:
 
 def handler(args) -> int:
     from ..pretrain.config import load_config
-    from ..pretrain.sources import fashion_mnist_dir
+    from ..synthetic.sources import fashion_mnist_dir
 
     cfg = load_config(args.config, model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       warmup_steps=args.warmup_steps, stage2_steps=args.stage2_steps, seed=args.seed,

@@ -22,9 +22,9 @@ import functools
 
 import numpy as np
 
-from ..pretrain import captions as C
-from ..pretrain.generator import RES, shape_mask
-from ..pretrain.sources import FASHION_MNIST_CLASSES, load_fashion_mnist
+from ..synthetic import captions as C
+from ..synthetic.generator import RES, shape_mask
+from ..synthetic.sources import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .base import DatasetSplits, Datum
 from .registry import register_dataset
 

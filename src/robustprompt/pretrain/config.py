@@ -26,7 +26,7 @@ class PretrainConfig:
     beta2: float = 0.98
     eps: float = 1e-6
     grad_clip: float = 1.0  # max grad norm; 0 disables
-    # data mix (see robustprompt.pretrain.generator.Mix)
+    # data mix (see robustprompt.synthetic.generator.Mix)
     fashion: float = 0.72
     glyphs: float = 0.08
     two_objects: float = 0.15
@@ -78,7 +78,7 @@ class PretrainConfig:
     def mix(self, stage: int = 1):
         """The generator's Mix for stage 1 or 2: every Mix field this config has by name (the
         photometric ones), with the stage's own source fractions."""
-        from .generator import Mix
+        from ..synthetic.generator import Mix
 
         shared = {f.name: getattr(self, f.name) for f in fields(Mix) if hasattr(self, f.name)}
         if stage == 2:

@@ -40,7 +40,7 @@ def zero_shot_accuracy(model, tokenizer, images: np.ndarray, labels, classnames:
 
 def fashion_mnist_clean(split: str = "test", root=None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST drawn in the pretraining style (grey on black, padded to 32 px), uint8 (N, 32, 32, 3)."""
-    from .sources import load_fashion_mnist
+    from ..synthetic.sources import load_fashion_mnist
 
     imgs, labels = load_fashion_mnist(split, root)
     if limit is not None:
@@ -57,7 +57,7 @@ def quality_report(model, tokenizer, fashion_mnist_root=None, fast: bool = False
     Fashion-MNIST number is also given with the classic "a photo of a {}." for reference.
     """
     from ..data import testbeds
-    from .sources import FASHION_MNIST_CLASSES
+    from ..synthetic.sources import FASHION_MNIST_CLASSES
 
     stride = 10 if fast else 1
     imgs, labels = fashion_mnist_clean("test", fashion_mnist_root)

@@ -30,7 +30,7 @@ from ..backbone.loading import file_sha256
 from ..errors import CheckpointError
 from .config import PretrainConfig
 from .evaluate import to_model_input
-from .generator import PretrainStream
+from ..synthetic.generator import PretrainStream
 from .model import create_model, export_weights, get_tokenizer, model_config
 
 CKPT = "checkpoint.safetensors"
@@ -161,9 +161,9 @@ def load_checkpoint(out: Path, model, opt, cfg: PretrainConfig) -> tuple[int, fl
 
 
 def data_sources(cfg: PretrainConfig, fashion_mnist_root=None, world_root=None) -> dict:
-    from .sources import fashion_mnist_dir, font_paths
+    from ..synthetic.sources import fashion_mnist_dir, font_paths
 
-    src: dict = {"generator": "robustprompt.pretrain.generator (shapes x colours x patterns x sizes x positions, "
+    src: dict = {"generator": "robustprompt.synthetic.generator (shapes x colours x patterns x sizes x positions, "
                               "two-object scenes, letters and digits)"}
     if cfg.fashion > 0:
         d = fashion_mnist_dir(fashion_mnist_root)
