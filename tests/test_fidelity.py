@@ -1,0 +1,72 @@
+"""Fidelity fixtures: robustprompt's methods against numbers produced by the authors' own code on a
+shared case (random open_clip ViT-B/16 weights, fixed learnable tensors and inputs). The numbers come
+from bench/fidelity/<method>.py run on a checkout of the official repository; CI only reads them."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fidelity"
+
+
+def _case():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "fidelity"))
+    import mmrl_case
+
+    return mmrl_case
+
+
+def _close(ours, ref, tol):
+    ours, ref = torch.as_tensor(ours, dtype=torch.float64), torch.as_tensor(ref, dtype=torch.float64)
+    return torch.allclose(ours, ref, rtol=tol, atol=tol * ref.abs().max().item())
+
+
+@pytest.mark.slow
+def test_mmrl_matches_the_authors_code():
+    from robustprompt.backbone import load_backbone
+    from robustprompt.methods.registry import create_method
+
+    case = _case()
+    ref = json.loads((FIXTURES / "mmrl.json").read_text())
+    torch.set_num_threads(2)
+    bb = load_backbone(case.MODEL, "random", quick_gelu=True)
+    case.fp16_exact(bb.clip)
+    m = create_method("mmrl", bb, case.CLASSNAMES, case.TEMPLATE,
+                      {"n_rep_tokens": case.N_REP, "rep_dim": case.REP_DIM, "alpha": case.ALPHA,
+                       "reg_weight": case.REG_WEIGHT})
+    assert [l + 1 for l in m.vision_layers] == case.REP_LAYERS == [l + 1 for l in m.text_layers]
+    t = case.learnable(bb.vision_width, bb.text_width, bb.embed_dim)
+    with torch.no_grad():
+        m.rep_tokens.copy_(t["rep_tokens"])
+        m.proj_rep.copy_(t["proj_rep"])
+        for i, l in enumerate(m.vision_layers):
+            m.r2v[str(l)].weight.copy_(t[f"r2v.{i}.weight"])
+            m.r2v[str(l)].bias.copy_(t[f"r2v.{i}.bias"])
+        for i, l in enumerate(m.text_layers):
+            m.r2t[str(l)].weight.copy_(t[f"r2t.{i}.weight"])
+            m.r2t[str(l)].bias.copy_(t[f"r2t.{i}.bias"])
+    images, labels = case.inputs()
+    m.train()
+    ctx = m.class_context()
+    v_cls, v_rep = m.vision_features(images)
+    logits, logits_rep = m.logits_from_features(v_cls, ctx), m.logits_from_features(v_rep, ctx)
+    tol = case.TOLERANCE
+    assert _close(logits.detach(), ref["logits"], tol) and _close(logits_rep.detach(), ref["logits_rep"], tol)
+    assert _close(m(images, ctx).detach(), ref["fusion"], tol)
+    loss, _ = m.loss(images, labels, ctx)
+    assert loss.item() == pytest.approx(ref["loss"], rel=tol)
+    loss.backward()
+    ours = {"rep_tokens": m.rep_tokens.grad.norm().item(), "proj_rep": m.proj_rep.grad.norm().item()}
+    for i, l in enumerate(m.vision_layers):
+        ours[f"r2v.{i}.weight"] = m.r2v[str(l)].weight.grad.norm().item()
+        ours[f"r2v.{i}.bias"] = m.r2v[str(l)].bias.grad.norm().item()
+    for i, l in enumerate(m.text_layers):
+        ours[f"r2t.{i}.weight"] = m.r2t[str(l)].weight.grad.norm().item()
+        ours[f"r2t.{i}.bias"] = m.r2t[str(l)].bias.grad.norm().item()
+    assert set(ours) == set(ref["grad_norms"])
+    bad = {k: (ours[k], v) for k, v in ref["grad_norms"].items() if ours[k] != pytest.approx(v, rel=10 * tol, abs=1e-7)}
+    assert not bad, bad
