@@ -70,3 +70,41 @@ def test_mmrl_matches_the_authors_code():
     assert set(ours) == set(ref["grad_norms"])
     bad = {k: (ours[k], v) for k, v in ref["grad_norms"].items() if ours[k] != pytest.approx(v, rel=10 * tol, abs=1e-7)}
     assert not bad, bad
+
+
+@pytest.mark.slow
+def test_promptsrc_matches_the_authors_code():
+    import sys
+
+    from robustprompt.backbone import load_backbone
+    from robustprompt.methods.registry import create_method
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "fidelity"))
+    import promptsrc_case as case
+
+    ref = json.loads((FIXTURES / "promptsrc.json").read_text())
+    torch.set_num_threads(2)
+    bb = load_backbone(case.MODEL, "random", quick_gelu=True)
+    case.fp16_exact(bb.clip)
+    m = create_method("promptsrc", bb, case.CLASSNAMES, "a photo of a {}.", {})
+    t = case.learnable(bb.text_width, bb.vision_width)
+    params = m.learnable_parameters()
+    names = {"text.0": "text_prompt.context.ctx",
+             **{f"text.{i}": f"text_prompt.deep.tokens.{i}" for i in range(1, case.DEPTH)},
+             **{f"vision.{i}": f"vision_prompt.tokens.{i}" for i in range(case.DEPTH)}}
+    assert set(params) == set(names.values())
+    with torch.no_grad():
+        for k, n in names.items():
+            params[n].copy_(t[k])
+    images, labels = case.inputs()
+    m.train()
+    ctx = m.class_context()
+    tol = case.TOLERANCE
+    assert _close(m(images, ctx).detach(), ref["logits"], tol)
+    loss, terms = m.loss(images, labels, ctx)
+    assert loss.item() == pytest.approx(ref["loss"], rel=tol)
+    assert {k: v.item() for k, v in terms.items()} == pytest.approx(ref["terms"], rel=10 * tol, abs=1e-7)
+    loss.backward()
+    ours = {k: params[n].grad.norm().item() for k, n in names.items()}
+    bad = {k: (ours[k], v) for k, v in ref["grad_norms"].items() if ours[k] != pytest.approx(v, rel=10 * tol, abs=1e-7)}
+    assert not bad, bad
