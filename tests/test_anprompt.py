@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from robustprompt.components.kmeans import kmeans
 from robustprompt.components.lora import LowRankUpdate
 from robustprompt.attacks.noise import ALT_TEMPLATES, typo
-from robustprompt.methods.anprompt import embedding_noise, fuse, prompted_layers, wa_loss
+from robustprompt.components.two_branch import prompted_layers
+from robustprompt.methods.anprompt import embedding_noise, fuse, wa_loss
 from robustprompt.methods.registry import create_method, list_methods, method_config
 
 CLASSES = ["cat", "dog", "airplane", "sea turtle"]

@@ -32,6 +32,7 @@ from ..backbone import LayerEdit, TowerEdits
 from ..components.context import TextContextPrompt
 from ..components.kmeans import kmeans
 from ..components.lora import LowRankUpdate
+from ..components.two_branch import branch_losses, fused_logits, prompted_layers
 from ..config import check
 from ..errors import ConfigError
 from .base import Method, TextContext
@@ -123,17 +124,6 @@ class ANPromptConfig:
         if self.learn_template and self.template:
             check(self.template.endswith(" {}.") and self.template[:-4].strip() != "",
                   f"learn_template needs a template of the form '<words> {{}}.', got {self.template!r}")
-
-
-def prompted_layers(depth: int, first_layer: int, ref_depth: int) -> list[int]:
-    """0-based block indices that carry anti-noise prompts on a tower of `depth` blocks.
-
-    first_layer is 1-based on a tower of ref_depth blocks (6 of 12 -> blocks 5..11); other depths
-    scale proportionally: start = floor((first_layer - 1) * depth / ref_depth) (3 blocks -> 1..2,
-    24 blocks -> 10..23).
-    """
-    start = ((first_layer - 1) * depth) // ref_depth
-    return list(range(min(start, depth - 1), depth))
 
 
 def fuse(t: Tensor, t_noisy: Tensor, alpha: float) -> Tensor:
@@ -350,11 +340,7 @@ class ANPrompt(Method):
 
     def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
         v_cls, v_rep = self.vision_features(images)
-        z_cls = self.logits_from_features(v_cls, ctx)
-        if not ctx.seen:
-            return z_cls
-        s = self.config.s
-        return s * z_cls + (1.0 - s) * self.logits_from_features(v_rep, ctx)
+        return fused_logits(self, v_cls, v_rep, ctx, self.config.s)
 
     # ------------------------------------------------------------------ training objective
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
@@ -366,20 +352,13 @@ class ANPrompt(Method):
 
             images = apply_image_noise(images, cfg.train_noise)
         v_cls, v_rep = self.vision_features(images)
-        z_cls = self.logits_from_features(v_cls, ctx)
-        z_rep = self.logits_from_features(v_rep, ctx)
+        t = branch_losses(self, images, v_cls, v_rep, labels, ctx, cfg.s, self.text_frozen)
         target = self.wa_features if self.wa_features is not None else self.noise_features
         z_noise = self.backbone.logit_scale * F.normalize(v_rep, dim=-1) @ target.t().to(v_rep.dtype)
-        ce_cls, ce_rep = F.cross_entropy(z_cls, labels), F.cross_entropy(z_rep, labels)
-        ce = cfg.s * ce_cls + (1.0 - cfg.s) * ce_rep
-        with torch.no_grad():
-            v_frozen = self.backbone.encode_image(images)
-        sim_img = 1.0 - F.cosine_similarity(v_cls.float(), v_frozen.float(), dim=-1).mean()
-        sim_txt = 1.0 - F.cosine_similarity(ctx.features.float(), self.text_frozen, dim=-1).mean()
-        wa = wa_loss(z_noise, z_cls, cfg.wa_scale_grad)
-        loss = ce + cfg.w_sim * (sim_img + sim_txt) + cfg.w_wa * wa
-        stats = {"loss": loss.detach(), "ce_cls": ce_cls.detach(), "ce_rep": ce_rep.detach(),
-                 "sim_img": sim_img.detach(), "sim_txt": sim_txt.detach(), "wa": wa.detach()}
+        wa = wa_loss(z_noise, t["z_cls"], cfg.wa_scale_grad)
+        loss = t["ce"] + cfg.w_sim * (t["img"] + t["txt"]) + cfg.w_wa * wa
+        stats = {"loss": loss.detach(), "ce_cls": t["ce_cls"].detach(), "ce_rep": t["ce_rep"].detach(),
+                 "sim_img": t["img"].detach(), "sim_txt": t["txt"].detach(), "wa": wa.detach()}
         return loss, stats
 
 

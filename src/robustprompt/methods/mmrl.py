@@ -22,12 +22,11 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbone import LayerEdit, TowerEdits
+from ..components.two_branch import branch_losses, fused_logits, prompted_layers
 from ..config import check
-from .anprompt import prompted_layers
 from .base import Method, TextContext
 from .registry import register_method
 
@@ -102,23 +101,13 @@ class MMRL(Method):
 
     def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
         v_cls, v_rep = self.vision_features(images)
-        z_cls = self.logits_from_features(v_cls, ctx)
-        if not ctx.seen:
-            return z_cls
-        a = self.config.alpha
-        return a * z_cls + (1.0 - a) * self.logits_from_features(v_rep, ctx)
+        return fused_logits(self, v_cls, v_rep, ctx, self.config.alpha)
 
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
         if not ctx.seen:
             raise ValueError("MMRL's loss needs the context of its training classes (class_context())")
-        cfg = self.config
         v_cls, v_rep = self.vision_features(images)
-        ce_cls = F.cross_entropy(self.logits_from_features(v_cls, ctx), labels)
-        ce_rep = F.cross_entropy(self.logits_from_features(v_rep, ctx), labels)
-        with torch.no_grad():
-            v_frozen = self.backbone.encode_image(images)
-        reg_img = 1.0 - F.cosine_similarity(v_cls.float(), v_frozen.float(), dim=-1).mean()
-        reg_txt = 1.0 - F.cosine_similarity(ctx.features.float(), self.text_frozen, dim=-1).mean()
-        loss = cfg.alpha * ce_cls + (1.0 - cfg.alpha) * ce_rep + cfg.reg_weight * (reg_img + reg_txt)
-        return loss, {"ce_cls": ce_cls.detach(), "ce_rep": ce_rep.detach(), "reg_img": reg_img.detach(),
-                      "reg_txt": reg_txt.detach()}
+        t = branch_losses(self, images, v_cls, v_rep, labels, ctx, self.config.alpha, self.text_frozen)
+        loss = t["ce"] + self.config.reg_weight * (t["img"] + t["txt"])
+        return loss, {"ce_cls": t["ce_cls"].detach(), "ce_rep": t["ce_rep"].detach(), "reg_img": t["img"].detach(),
+                      "reg_txt": t["txt"].detach()}

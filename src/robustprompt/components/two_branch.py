@@ -1,0 +1,45 @@
+"""The two-branch head that MMRL introduced and ANPrompt keeps: tokens in the higher layers of both
+towers, a class-token feature v_cls and a representation feature v_rep, fused on the training
+classes and read from the class token alone on any other class set, and trained with both branches'
+cross-entropy plus cosine agreement with the frozen model."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def prompted_layers(depth: int, first_layer: int, ref_depth: int) -> list[int]:
+    """0-based block indices that carry anti-noise prompts on a tower of `depth` blocks.
+
+    first_layer is 1-based on a tower of ref_depth blocks (6 of 12 -> blocks 5..11); other depths
+    scale proportionally: start = floor((first_layer - 1) * depth / ref_depth) (3 blocks -> 1..2,
+    24 blocks -> 10..23).
+    """
+    start = ((first_layer - 1) * depth) // ref_depth
+    return list(range(min(start, depth - 1), depth))
+
+
+def fused_logits(method, v_cls: Tensor, v_rep: Tensor, ctx, weight: float) -> Tensor:
+    """weight * z_cls + (1 - weight) * z_rep on the classes the method was trained on; z_cls elsewhere."""
+    z_cls = method.logits_from_features(v_cls, ctx)
+    if not ctx.seen:
+        return z_cls
+    return weight * z_cls + (1.0 - weight) * method.logits_from_features(v_rep, ctx)
+
+
+def branch_losses(method, images: Tensor, v_cls: Tensor, v_rep: Tensor, labels: Tensor, ctx, weight: float,
+                  text_frozen: Tensor) -> dict[str, Tensor]:
+    """z_cls, and the terms: ce = weight * CE(z_cls) + (1 - weight) * CE(z_rep) (with ce_cls, ce_rep), and
+    the cosine disagreements of v_cls with the frozen image feature (img) and of the class features
+    with the frozen text features (txt)."""
+    z_cls = method.logits_from_features(v_cls, ctx)
+    z_rep = method.logits_from_features(v_rep, ctx)
+    ce_cls, ce_rep = F.cross_entropy(z_cls, labels), F.cross_entropy(z_rep, labels)
+    with torch.no_grad():
+        v_frozen = method.backbone.encode_image(images)
+    img = 1.0 - F.cosine_similarity(v_cls.float(), v_frozen.float(), dim=-1).mean()
+    txt = 1.0 - F.cosine_similarity(ctx.features.float(), text_frozen, dim=-1).mean()
+    return {"z_cls": z_cls, "ce": weight * ce_cls + (1.0 - weight) * ce_rep, "ce_cls": ce_cls, "ce_rep": ce_rep,
+            "img": img, "txt": txt}
