@@ -228,3 +228,21 @@ def test_shipped_weights_load_strictly():
     defaults = PretrainConfig().to_dict()
     assert {k: defaults[k] for k in meta["config"]} == meta["config"]
     assert {k: defaults[k] for k in set(defaults) - set(meta["config"])} == {"world": 0.0}
+
+
+def test_shipped_small_weights_load_strictly_and_record_their_recipe():
+    from safetensors.torch import load_file
+
+    from robustprompt.pretrain.config import load_config
+    from robustprompt.pretrain.model import create_model, embedded_weights_path, load_weights
+
+    path = embedded_weights_path("robustprompt-small")
+    assert path.is_file() and path.stat().st_size <= 100_000_000
+    assert all(v.dtype == torch.float16 for v in load_file(str(path)).values())
+    model = load_weights(create_model("robustprompt-small"), path)
+    assert len(model.visual.transformer.resblocks) == 12 and len(model.transformer.resblocks) == 12
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["architecture"] == "robustprompt-small" and meta["steps"] == 6000
+    assert meta["config"] == load_config(model="robustprompt-small").to_dict()  # the recorded recipe is the default
+    assert set(meta["data_sources"]["emoji_world"]) == {"noto", "noto-v1", "twemoji", "emojione", "emojione-v1",
+                                                        "emojione-monotone"}  # pretraining styles only
