@@ -167,7 +167,7 @@ def _assemble(name: str, classes: list[tuple[Concept, dict]], per_class, templat
             role = "train" if split in ("train", "val") else test_role
             scene = DOWNSTREAM_SCENE if split != "test" else test_scene
             distractors = None
-            if clutter and split == "test":  # other classes' test pictures as the second object
+            if clutter and split == "test":  # a random class's test picture (its own class too) as the second object
                 others = [classes[int(k)][1]["test"][0] for k in rng.integers(len(classes), size=n)]
                 distractors = np.stack([pics[s][1][pics[s][0][code]] for s, code in others])
             blocks.append(_render(pics, roles[role], n, rng, scene, distractors))
