@@ -1,6 +1,6 @@
 # The base-to-novel runs behind the README's claims tables (robustprompt-small, one seed). The command
-# ran over all 11 suite datasets and was stopped at the session's end after the first three
-# (emoji-animals, emoji-food, emoji-vehicles: about 11 minutes per dataset for the 6 methods on 2 CPU
+# ran over all 11 suite datasets and was stopped at the session's end after the first four
+# (emoji-animals, emoji-food, emoji-vehicles, emoji-scenes: about 11 minutes per dataset for the 6 methods on 2 CPU
 # cores); rerunning it resumes, skipping what is recorded. Only config.yaml, results.json and log.txt
 # of each run are kept here.
 .venv/bin/robustprompt bench b2n --model robustprompt-small \
