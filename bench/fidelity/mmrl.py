@@ -13,9 +13,7 @@ the loss, and the gradient norm of every learnable tensor.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mmrl_case as case  # noqa: E402
+from common import checkout_commit, load_module  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -34,11 +33,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
 
-    spec = importlib.util.spec_from_file_location("model_mmrl", Path(args.checkout) / "clip/model_mmrl.py")
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
-    commit = subprocess.run(["git", "-C", args.checkout, "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or args.commit or "unknown"
+    ref = load_module(Path(args.checkout) / "clip/model_mmrl.py", "model_mmrl")
+    commit = checkout_commit(args.checkout, args.commit)
 
     from robustprompt.backbone import load_backbone
     from robustprompt.backbone.loading import OPENAI_MEAN, OPENAI_STD

@@ -11,9 +11,7 @@ PromptSRC.forward_backward; that file imports Dassl) is restated below. Output: 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,13 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import promptsrc_case as case  # noqa: E402
-
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from common import checkout_commit, load_module  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -39,10 +31,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     root = Path(args.checkout)
-    ref = _load(root / "clip/model.py", "psrc_model")
-    templates = _load(root / "trainers/imagenet_templates.py", "psrc_templates").IMAGENET_TEMPLATES
-    commit = subprocess.run(["git", "-C", args.checkout, "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or args.commit or "unknown"
+    ref = load_module(root / "clip/model.py", "psrc_model")
+    templates = load_module(root / "trainers/imagenet_templates.py", "psrc_templates").IMAGENET_TEMPLATES
+    commit = checkout_commit(args.checkout, args.commit)
 
     from robustprompt.backbone import load_backbone
     from robustprompt.backbone.loading import OPENAI_MEAN, OPENAI_STD
