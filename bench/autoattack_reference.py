@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/autoattack_reference.py --reference PATH/TO/auto-attack [--torchattacks]
         [--run RUN | --method zeroshot] [--dataset fashion-mnist] [--n 100] [--eps 1/255]
-        [--device cpu] [--threads 2] [--json OUT]
+        [--device cpu] [--threads 2] [--runs-per-batch 9] [--also-runs-per-batch 1] [--json OUT]
 
 `--reference` is a checkout of fra31/auto-attack (the folder holding `autoattack/`; pinned commit
 a39220048b3c9f2cca9a4d3a54604793c68eca7e was used for the numbers in docs/performance.md); it is
@@ -14,7 +14,9 @@ weaker, cheaper attack; here its components are built with the standard settings
 FAB-T, Square; 100 iterations, 9 targets, 5000 queries) with seed 0 on one batch of the first `--n`
 images of a seeded subset of the test split, through the same classifier (the run's prompts,
 class features computed once). Printed: each implementation's robust accuracy and wall time, the
-per-image agreement of the robust sets with ours, and the time ratio (reference / ours). The
+per-image agreement of the robust sets with ours, and the time ratio (reference / ours), then
+where our time went (seconds per attack). `--also-runs-per-batch K` adds a row for ours with
+another `runs_per_batch` (1: APGD-T's and FAB-T's targets one after another). The
 implementations are timed one after the other in this one process; the load average is printed
 beside the times.
 """
@@ -70,6 +72,8 @@ def main() -> int:
     ap.add_argument("--eps", default="1/255")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--runs-per-batch", type=int, default=9, help="ours: runs of one attack side by side")
+    ap.add_argument("--also-runs-per-batch", type=int, help="also time ours with this runs_per_batch")
     ap.add_argument("--json", help="append the result as one JSON line")
     args = ap.parse_args()
     if args.threads:
@@ -89,9 +93,14 @@ def main() -> int:
         with torch.no_grad():
             return (f(adv).argmax(1) == y).cpu()
 
-    ours, t_ours = timed(lambda: autoattack(f, x, y, eps, seed=0))
+    ours, t_ours = timed(lambda: autoattack(f, x, y, eps, seed=0, runs_per_batch=args.runs_per_batch))
     ours_robust = ours.robust.cpu()
     rows = [("robustprompt", ours_robust, t_ours)]
+    per_attack = {f"robustprompt runs_per_batch={args.runs_per_batch}": ours.report["time_s"]}
+    if args.also_runs_per_batch:
+        other, t_other = timed(lambda: autoattack(f, x, y, eps, seed=0, runs_per_batch=args.also_runs_per_batch))
+        rows.append((f"robustprompt rpb={args.also_runs_per_batch}", other.robust.cpu(), t_other))
+        per_attack[f"robustprompt runs_per_batch={args.also_runs_per_batch}"] = other.report["time_s"]
     ref = ReferenceAutoAttack(f, norm="Linf", eps=eps, version="standard", seed=0, verbose=False, device=args.device)
     adv, t_ref = timed(lambda: ref.run_standard_evaluation(x.clone(), y.clone(), bs=len(y)))
     rows.append(("fra31/auto-attack", robust_of(adv), t_ref))
@@ -123,6 +132,10 @@ def main() -> int:
         print(f"{name:20} {robust.float().mean().item():>10.4f} {t:>8.1f} {agree:>7}/{len(y):<5} {t / t_ours:>10.2f}x")
         result["implementations"][name] = {"robust_acc": robust.float().mean().item(), "time_s": round(t, 2),
                                            "agree": agree, "ratio_to_ours": round(t / t_ours, 3)}
+    for name, times in per_attack.items():
+        print(f"{name}: " + ", ".join(f"{a} {t:.1f} s" for a, t in times.items()))
+    result["ours_time_s_per_attack"] = per_attack
+    result["threads"] = torch.get_num_threads()
     append_jsonl(args.json, result)
     return 0
 

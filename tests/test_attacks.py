@@ -296,6 +296,46 @@ def test_autoattack_worst_case_le_each_component(trained, norm):
     assert rep["autoattack_acc"] < rep["clean_acc"]
 
 
+def _robust_bits(m, adv, y):
+    with torch.no_grad():
+        return "".join("1" if b else "0" for b in (m(adv).argmax(1) == y).tolist())
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 8 / 255), ("Linf", 16 / 255), ("L2", 0.5)])
+def test_runs_side_by_side_leave_the_same_robust_set(norm, eps):
+    # Few iterations keep the attacks weak, so that any change of an image's trajectory would show.
+    for test_seed in (0, 3):
+        m, x, y = trained_mlp(test_seed=test_seed)
+        calls = {
+            "apgd-t": lambda k: apgd_targeted(m, x, y, eps, norm=norm, n_iter=3, runs_per_batch=k,
+                                              generator=torch.Generator().manual_seed(3)),
+            "apgd-ce x3": lambda k: apgd(m, x, y, eps, norm=norm, n_iter=3, n_restarts=3, runs_per_batch=k,
+                                         generator=torch.Generator().manual_seed(3)),
+            "fab-t": lambda k: fab_targeted(m, x, y, eps, norm=norm, n_iter=3, runs_per_batch=k),
+        }
+        for name, call in calls.items():
+            sets = {k: _robust_bits(m, call(k), y) for k in (1, 4, 9)}
+            assert sets[1] == sets[4] == sets[9], (name, test_seed, sets)
+        aa = {k: autoattack(m, x, y, eps, norm=norm, n_iter=3, n_queries=50, seed=1, runs_per_batch=k)
+              for k in (1, 9)}
+        assert torch.equal(aa[1].robust, aa[9].robust)
+        assert aa[1].report["robust_acc_after"] == aa[9].report["robust_acc_after"]
+
+
+# Robust sets of APGD-T and FAB-T alone (toy MLP, test seed 5, L2 0.5, 2 iterations) found by the
+# code before targets ran side by side and before FAB-T reused its forward pass for the next
+# gradient (commit 6901de1); both optimisations must leave them unchanged.
+PINNED_APGD_T = "01000010010000001000000010001011"
+PINNED_FAB_T = "00000000010000001000000000000011"
+
+
+def test_targeted_attacks_robust_sets_are_pinned():
+    m, x, y = trained_mlp(test_seed=5)
+    adv = apgd_targeted(m, x, y, 0.5, norm="L2", n_iter=2, generator=torch.Generator().manual_seed(3))
+    assert _robust_bits(m, adv, y) == PINNED_APGD_T
+    assert _robust_bits(m, fab_targeted(m, x, y, 0.5, norm="L2", n_iter=2), y) == PINNED_FAB_T
+
+
 def test_autoattack_batches_and_report_is_json(trained):
     import json
 

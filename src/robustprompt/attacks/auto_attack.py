@@ -42,7 +42,7 @@ from ._core import (
     n_target_classes as _n_targets,
     parse_eps,
 )
-from .auto_pgd import apgd, apgd_targeted
+from .auto_pgd import RUNS_PER_BATCH, apgd, apgd_targeted
 from .fab import fab_targeted
 from .gradient import Attack
 from .square_attack import square
@@ -93,19 +93,22 @@ def _attack_seed(seed: int, name: str, chunk: int) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode()) + 7919 * chunk) % (2 ** 63 - 1)
 
 
-def _run_own(name, model, x, y, eps, norm, mask, gen, n_iter, n_restarts, n_targets, n_queries):
+def _run_own(name, model, x, y, eps, norm, mask, gen, n_iter, n_restarts, n_targets, n_queries,
+             runs_per_batch):
     if name == "apgd-ce":
         return apgd(model, x, y, eps, norm=norm, n_iter=n_iter, loss="ce",
-                    n_restarts=n_restarts, generator=gen, mask=mask)
+                    n_restarts=n_restarts, generator=gen, mask=mask, runs_per_batch=runs_per_batch)
     if name == "apgd-dlr":
         return apgd(model, x, y, eps, norm=norm, n_iter=n_iter, loss="dlr",
-                    n_restarts=n_restarts, generator=gen, mask=mask)
+                    n_restarts=n_restarts, generator=gen, mask=mask, runs_per_batch=runs_per_batch)
     if name == "apgd-t":
         return apgd_targeted(model, x, y, eps, norm=norm, n_iter=n_iter, n_restarts=1,
-                             n_target_classes=n_targets, generator=gen, mask=mask)
+                             n_target_classes=n_targets, generator=gen, mask=mask,
+                             runs_per_batch=runs_per_batch)
     if name == "fab-t":
         return fab_targeted(model, x, y, eps, norm=norm, n_iter=n_iter, n_restarts=1,
-                            n_target_classes=n_targets, generator=gen, mask=mask)
+                            n_target_classes=n_targets, generator=gen, mask=mask,
+                            runs_per_batch=runs_per_batch)
     if name == "square":
         return square(model, x, y, eps, norm=norm, n_queries=n_queries, p_init=0.8,
                       n_restarts=1, loss="margin", rescale_schedule=False, generator=gen,
@@ -187,6 +190,7 @@ def autoattack(
     n_queries: int = 5000,
     seed: int = 0,
     batch_size: Optional[int] = None,
+    runs_per_batch: int = RUNS_PER_BATCH,
     backend: str = "robustprompt",
     verbose: bool = False,
 ) -> AutoAttackResult:
@@ -204,7 +208,10 @@ def autoattack(
     ``n_target_classes`` give a cheaper (weaker) evaluation; the report records the settings.
     ``attacks`` runs a subset (or adds "apgd-dlr"); a subset run with the same ``seed``
     reproduces that attack's part of the full sequence image by image. ``batch_size`` splits
-    the images into chunks attacked one after the other. ``backend`` picks the implementation
+    the images into chunks attacked one after the other; ``runs_per_batch`` is how many runs of
+    one attack (APGD-T's and FAB-T's targets, APGD-CE's restarts) go side by side in one batch
+    (default 9, every target at once: larger batches, fewer model calls; the robust set does not
+    depend on it; lower it when memory is short). ``backend`` picks the implementation
     ("robustprompt" or "pyautoattack", see the module docstring). ``seed`` seeds one
     ``torch.Generator`` per attack; the global RNG is not touched.
 
@@ -252,7 +259,8 @@ def autoattack(
         "n_classes": n_classes,
         "n_target_classes": k,
         "settings": {"n_iter": int(n_iter), "n_restarts": int(n_restarts),
-                     "n_queries": int(n_queries), "seed": int(seed), "p_init": 0.8},
+                     "n_queries": int(n_queries), "seed": int(seed), "p_init": 0.8,
+                     "runs_per_batch": int(runs_per_batch)},
         "clean_acc": float(robust.float().mean()),
         "robust_acc_after": {},
         "broken_by": {},
@@ -272,7 +280,7 @@ def autoattack(
             if backend == "robustprompt":
                 gen = torch.Generator().manual_seed(aseed)
                 out = _run_own(name, model, xs, ys, eps_f, norm, mask, gen, int(n_iter),
-                               int(n_restarts), k, int(n_queries))
+                               int(n_restarts), k, int(n_queries), runs_per_batch)
             else:
                 out = _run_pyautoattack(name, model, xs, ys, eps_f, norm, mask, aseed % (2 ** 31),
                                         int(n_iter), int(n_restarts), k, int(n_queries))
@@ -322,14 +330,16 @@ class AutoAttack(Attack):
     def __init__(self, model: Model, eps: EpsLike, norm: str = "Linf",
                  attacks: Optional[Sequence[str]] = None, n_iter: int = 100,
                  n_restarts: int = 1, n_target_classes: int = 9, n_queries: int = 5000,
-                 seed: int = 0, batch_size: Optional[int] = None, backend: str = "robustprompt",
+                 seed: int = 0, batch_size: Optional[int] = None,
+                 runs_per_batch: int = RUNS_PER_BATCH, backend: str = "robustprompt",
                  verbose: bool = False):
         super().__init__(model)
         self.eps = parse_eps(eps)[1]
         self.norm = canonical_norm(norm)
         self.kwargs = dict(norm=self.norm, attacks=attacks, n_iter=n_iter, n_restarts=n_restarts,
                            n_target_classes=n_target_classes, n_queries=n_queries, seed=seed,
-                           batch_size=batch_size, backend=backend, verbose=verbose)
+                           batch_size=batch_size, runs_per_batch=runs_per_batch, backend=backend,
+                           verbose=verbose)
         self.implementation = backend_implementation(backend)
         self.last_report: Optional[Dict] = None
 

@@ -63,6 +63,17 @@ def apgd_checkpoints(n_iter: int) -> List[int]:
     return [w for w in ws if 1 <= w <= n_iter]
 
 
+# Runs (targets, restarts) of one attack that go side by side in a batch by default: all nine
+# targets of AutoAttack's standard version.
+RUNS_PER_BATCH = 9
+
+
+def _runs_per_batch(value) -> int:
+    if int(value) < 1:
+        raise ConfigError(f"runs_per_batch must be >= 1, got {value}")
+    return int(value)
+
+
 def _step_dir(g: Tensor, norm: str) -> Tensor:
     return g.sign() if norm == "Linf" else normalize_l2(g)
 
@@ -78,8 +89,12 @@ def _apgd_single(
     n_iter: int,
     rho: float,
     momentum: float,
+    group: Tensor,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """One APGD run on a batch. loss_fn(logits, idx) gets the batch indices of the rows.
+    """APGD on a batch of rows, each its own run. loss_fn(logits, idx) gets the row indices.
+
+    `group` (long, one entry per row) names the image a row attacks: every row of an image
+    stops as soon as one of them misclassifies it (runs side by side; see `_run_stacked`).
 
     Returns (points, fooled, best loss): points are the misclassified iterate where fooled,
     else the highest-loss iterate.
@@ -92,6 +107,8 @@ def _apgd_single(
     x = x_start.clone()
     logits, f_cur, g = loss_and_grad(model, x, lambda z: loss_fn(z, all_idx))
     fooled = logits.argmax(1) != y
+    group_done = torch.zeros(int(group.max()) + 1, dtype=torch.bool, device=dev)
+    group_done[group[fooled]] = True
     x_adv = x.clone()
     x_prev = x.clone()
     x_max, f_max, g_max = x.clone(), f_cur.clone(), g.clone()
@@ -102,7 +119,7 @@ def _apgd_single(
     last_w = 0
 
     for k in range(n_iter):
-        act = (~fooled).nonzero().squeeze(1)
+        act = (~group_done[group]).nonzero().squeeze(1)
         if act.numel() == 0:
             break
         xa, x0a = x[act], x0[act]
@@ -120,6 +137,7 @@ def _apgd_single(
         if mis.any():
             x_adv[act[mis]] = x_new[mis]
             fooled[act[mis]] = True
+            group_done[group[act[mis]]] = True
         count[act] += (f_new > f_cur[act]).float()
         f_cur[act] = f_new
         g[act] = g_new
@@ -161,24 +179,50 @@ def _prepare(images, labels, eps, norm, n_iter, n_restarts, mask):
     return x0, y, eps, norm, int(n_iter), int(n_restarts), mask
 
 
-def _run_restarts(model, x0, y, eps, norm, n_iter, n_restarts, rho, momentum, mask,
-                  generator, loss_fn_full, adv, best_loss, fooled):
-    """Restarts of APGD on the images of ``mask`` not fooled yet; updates adv/best_loss/fooled."""
-    for _ in range(n_restarts):
-        # Drawn for the whole batch, so an image's start does not depend on the others.
-        start_full = random_start(x0, eps, norm, generator, mode="boundary")
+def _run_stacked(model, x0, y, eps, norm, n_iter, rho, momentum, mask, generator, targets,
+                 loss, runs_per_batch, adv, best_loss, fooled):
+    """APGD runs, one per entry of `targets` (None: untargeted; else the target class per image),
+    on the images of `mask` not fooled yet; updates adv / best_loss / fooled.
+
+    Each run starts from its own random point, drawn for the whole batch in run order (so an
+    image's start does not depend on the others). `runs_per_batch` runs go side by side in one
+    batch (run-major rows); an image leaves all of them as soon as one misclassifies it. An image
+    is fooled iff some run fools it, as when the runs go one after the other on the images still
+    robust (runs_per_batch=1), and every run's trajectory on an image is the same either way: the
+    robust set does not depend on `runs_per_batch`, only the batches' sizes (and so the speed) do.
+    Where several runs fool an image, the adversarial point of the first (in run order) is kept.
+    """
+    dev = x0.device
+    for c0 in range(0, len(targets), runs_per_batch):
+        chunk = targets[c0:c0 + runs_per_batch]
+        starts = [random_start(x0, eps, norm, generator, mode="boundary") for _ in chunk]
         idx = (mask & ~fooled).nonzero().squeeze(1)
         if idx.numel() == 0:
             continue
-        out, fooled_sub, loss_sub = _apgd_single(
-            model, x0[idx], y[idx], start_full[idx],
-            lambda z, rows: loss_fn_full(z, idx[rows]),
-            eps, norm, n_iter, rho, momentum,
-        )
-        take = fooled_sub | (loss_sub > best_loss[idx])
-        adv[idx[take]] = out[take]
-        best_loss[idx] = torch.maximum(best_loss[idx], loss_sub)
-        fooled[idx[fooled_sub]] = True
+        m, n = len(chunk), idx.numel()
+        img = idx.repeat(m)
+        y_rows = y[img]
+        if loss == "dlr-t":
+            t_rows = torch.cat([t[idx] for t in chunk])
+            loss_rows = lambda z, rows: dlr_targeted_loss(z, y_rows[rows], t_rows[rows])  # noqa: E731
+        elif loss == "dlr":
+            loss_rows = lambda z, rows: dlr_loss(z, y_rows[rows])  # noqa: E731
+        else:
+            loss_rows = lambda z, rows: ce_loss(z, y_rows[rows])  # noqa: E731
+        group = torch.arange(n, device=dev).repeat(m)
+        out, fooled_rows, loss_of_rows = _apgd_single(
+            model, x0[img], y_rows, torch.cat([s[idx] for s in starts]), loss_rows,
+            eps, norm, n_iter, rho, momentum, group)
+        fooled_rows, loss_of_rows = fooled_rows.view(m, n), loss_of_rows.view(m, n)
+        out = out.view(m, n, *x0.shape[1:])
+        hit = fooled_rows.any(0)
+        run = torch.where(hit, fooled_rows.int().argmax(0), loss_of_rows.argmax(0))
+        chosen = out[run, torch.arange(n, device=dev)]
+        chosen_loss = loss_of_rows.amax(0)
+        take = hit | (chosen_loss > best_loss[idx])
+        adv[idx[take]] = chosen[take]
+        best_loss[idx] = torch.maximum(best_loss[idx], chosen_loss)
+        fooled[idx[hit]] = True
 
 
 def apgd(
@@ -195,6 +239,7 @@ def apgd(
     momentum: float = 0.75,
     generator: Optional[torch.Generator] = None,
     mask: Optional[Tensor] = None,
+    runs_per_batch: int = RUNS_PER_BATCH,
 ) -> Tensor:
     """APGD, untargeted (APGD-CE with ``loss="ce"``, APGD-DLR with ``loss="dlr"``).
 
@@ -204,7 +249,9 @@ def apgd(
     Defaults (AutoAttack standard): n_iter 100, 1 restart, rho 0.75, momentum 0.75, initial step
     2 * eps, random start on the eps sphere drawn from ``generator``. ``mask`` (bool, B)
     restricts the attack to some images (others are returned unchanged); images misclassified
-    when clean are returned unchanged; a restart only runs on images not yet misclassified.
+    when clean are returned unchanged; an image leaves the attack as soon as it is misclassified.
+    ``runs_per_batch`` restarts run side by side in one batch (fewer, larger model calls; the
+    images it leaves robust do not depend on it).
 
     Returns adversarial images: a misclassified point where one was found, else the point of
     highest loss.
@@ -219,17 +266,13 @@ def apgd(
     if eps == 0 or x0.shape[0] == 0:
         return adv
     lname = str(loss).lower()
-    if lname == "ce":
-        loss_full = lambda z, rows: ce_loss(z, y[rows])  # noqa: E731
-    elif lname == "dlr":
-        loss_full = lambda z, rows: dlr_loss(z, y[rows])  # noqa: E731
-    else:
+    if lname not in ("ce", "dlr"):
         raise ConfigError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
     best_loss = torch.full((x0.shape[0],), float("-inf"), device=x0.device)
     with torch.no_grad():
         fooled = (logits_of(model, x0).argmax(1) != y) & mask  # already misclassified: skipped
-    _run_restarts(model, x0, y, eps, norm, n_iter, n_restarts, rho, momentum, mask, generator,
-                  loss_full, adv, best_loss, fooled)
+    _run_stacked(model, x0, y, eps, norm, n_iter, rho, momentum, mask, generator,
+                 [None] * n_restarts, lname, _runs_per_batch(runs_per_batch), adv, best_loss, fooled)
     return adv.detach()
 
 
@@ -247,6 +290,7 @@ def apgd_targeted(
     momentum: float = 0.75,
     generator: Optional[torch.Generator] = None,
     mask: Optional[Tensor] = None,
+    runs_per_batch: int = RUNS_PER_BATCH,
 ) -> Tensor:
     """APGD-T: APGD on the targeted DLR loss, ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``.
 
@@ -256,6 +300,8 @@ def apgd_targeted(
     Threat model, input range and other defaults as :func:`apgd` (AutoAttack standard:
     9 targets, 1 restart, 100 iterations). With 3 classes the DLR denominator is
     ``z_pi1 - z_pi3``, with 2 the plain margin (the paper's needs 4 classes).
+    ``runs_per_batch`` of the K * n_restarts runs go side by side in one batch; an image leaves
+    them all once one misclassifies it, and the robust set is the same as one run after another.
 
     Example::
 
@@ -271,11 +317,9 @@ def apgd_targeted(
     k = _n_targets(clean_logits.shape[1], n_target_classes)
     best_loss = torch.full((x0.shape[0],), float("-inf"), device=x0.device)
     fooled = (clean_logits.argmax(1) != y) & mask  # already misclassified: skipped
-    for rank in range(2, k + 2):
-        target = target_by_rank(clean_logits, rank)
-        loss_full = (lambda t: (lambda z, rows: dlr_targeted_loss(z, y[rows], t[rows])))(target)
-        _run_restarts(model, x0, y, eps, norm, n_iter, n_restarts, rho, momentum, mask,
-                      generator, loss_full, adv, best_loss, fooled)
+    targets = [target_by_rank(clean_logits, rank) for rank in range(2, k + 2) for _ in range(n_restarts)]
+    _run_stacked(model, x0, y, eps, norm, n_iter, rho, momentum, mask, generator, targets, "dlr-t",
+                 _runs_per_batch(runs_per_batch), adv, best_loss, fooled)
     return adv.detach()
 
 

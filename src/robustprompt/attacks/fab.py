@@ -36,7 +36,7 @@ from ._core import (
     rand_uniform,
     target_by_rank,
 )
-from .auto_pgd import _prepare
+from .auto_pgd import RUNS_PER_BATCH, _prepare, _runs_per_batch
 from .gradient import Attack
 
 
@@ -102,25 +102,38 @@ def _fab_single(
     alpha_max: float,
     eta: float,
     beta: float,
+    group: Tensor,
 ) -> Tuple[Tensor, Tensor]:
-    """One targeted FAB run. Returns (closest adversarial point found, its norm; inf if none)."""
+    """Targeted FAB on a batch of rows, each its own run; every row of an image (`group`) stops
+    once one of them has found a point within eps. Returns (closest adversarial point found,
+    its norm; inf if none).
+
+    The forward pass that tells whether a new point is misclassified also gives the gradient
+    at it, which is the next iteration's linearisation unless the point was pulled back: one
+    forward-backward per iteration instead of a forward-backward plus a forward."""
     b = x0.shape[0]
     dev = x0.device
     shape = x0.shape
     x = x_start.clone()
     x_out = x0.clone()
     best = torch.full((b,), float("inf"), device=dev)
+    group_done = torch.zeros(int(group.max()) + 1, dtype=torch.bool, device=dev)
     x0f = x0.reshape(b, -1)
-    for _ in range(n_iter):
-        act = (best > eps).nonzero().squeeze(1)  # images with a point inside eps are done
+    df_at_x, dg_at_x = torch.zeros(b, device=dev), torch.zeros_like(x)
+    have_grad = torch.zeros(b, dtype=torch.bool, device=dev)
+
+    def target_minus_true(rows):
+        ya, ta = y[rows], target[rows]
+        return lambda z: z.gather(1, ta[:, None]).squeeze(1) - z.gather(1, ya[:, None]).squeeze(1)
+
+    for it in range(n_iter):
+        act = (~group_done[group]).nonzero().squeeze(1)
         if act.numel() == 0:
             break
-        xa, ya, ta = x[act], y[act], target[act]
-        _, df, dg = loss_and_grad(
-            model, xa,
-            lambda z: z.gather(1, ta[:, None]).squeeze(1) - z.gather(1, ya[:, None]).squeeze(1),
-        )
-        w = dg.reshape(act.numel(), -1)
+        need = act[~have_grad[act]]
+        if need.numel():
+            _, df_at_x[need], dg_at_x[need] = loss_and_grad(model, x[need], target_minus_true(need))
+        xa, df, w = x[act], df_at_x[act], dg_at_x[act].reshape(act.numel(), -1)
         xaf = xa.reshape(act.numel(), -1)
         bb = (w * xaf).sum(dim=1) - df
         d1 = project_hyperplane_box(xaf, w, bb, norm)
@@ -130,14 +143,20 @@ def _fab_single(
         alpha = (n1 / (n1 + n2)).clamp(0.0, alpha_max)[:, None]
         xn = ((1 - alpha) * (xaf + eta * d1) + alpha * (x0f[act] + eta * d2)).clamp(0.0, 1.0)
         xn = xn.reshape(-1, *shape[1:])
-        with torch.no_grad():
-            is_adv = logits_of(model, xn).argmax(1) != ya
+        if it == n_iter - 1:  # no next iteration to linearise for
+            with torch.no_grad():
+                logits = logits_of(model, xn)
+        else:
+            logits, df_at_x[act], dg_at_x[act] = loss_and_grad(model, xn, target_minus_true(act))
+        is_adv = logits.argmax(1) != y[act]
+        have_grad[act] = ~is_adv
         if is_adv.any():
             nrm = lp_norm(xn - x0[act], norm)
             better = is_adv & (nrm < best[act])
             ib = act[better]
             x_out[ib] = xn[better]
             best[ib] = nrm[better]
+            group_done[group[ib[nrm[better] <= eps]]] = True
             xn = torch.where(is_adv.view(-1, 1, 1, 1), x0[act] + beta * (xn - x0[act]), xn)
         x[act] = xn
     return x_out, best
@@ -158,6 +177,7 @@ def fab_targeted(
     beta: float = 0.9,
     generator: Optional[torch.Generator] = None,
     mask: Optional[Tensor] = None,
+    runs_per_batch: int = RUNS_PER_BATCH,
 ) -> Tensor:
     """FAB-T, targeted Fast Adaptive Boundary attack (see the module docstring).
 
@@ -167,8 +187,11 @@ def fab_targeted(
     Defaults (AutoAttack standard): n_iter 100, n_restarts 1 (the first run starts at the clean
     image; more restarts start at random points drawn from ``generator``), n_target_classes 9
     (capped at n_classes - 1), alpha_max 0.1, eta 1.05, beta 0.9. ``mask`` restricts the attack
-    to some images. Returns, per image, the closest misclassified point found if it lies within
-    eps, else the clean image.
+    to some images. With one restart, ``runs_per_batch`` targets run side by side in one batch
+    (an image leaves them all once one finds a point within eps; the robust set is the same as
+    one target after another); a restart's radius depends on the runs before it, so with more
+    restarts the runs go one after another. Returns, per image, the closest misclassified point
+    found if it lies within eps, else the clean image.
 
     Example::
 
@@ -184,11 +207,14 @@ def fab_targeted(
     k = _n_targets(clean_logits.shape[1], n_target_classes)
     done = (clean_logits.argmax(1) != y) | ~mask
     best = torch.full((x0.shape[0],), float("inf"), device=x0.device)
-    for rank in range(2, k + 2):
-        target = target_by_rank(clean_logits, rank)
-        for r in range(n_restarts):
+    runs = [(target_by_rank(clean_logits, rank), r) for rank in range(2, k + 2) for r in range(n_restarts)]
+    per_batch = _runs_per_batch(runs_per_batch) if n_restarts == 1 else 1
+    for c0 in range(0, len(runs), per_batch):
+        chunk = runs[c0:c0 + per_batch]
+        starts = []
+        for _, r in chunk:
             if r == 0:
-                start = x0
+                starts.append(x0)
             else:  # drawn for the whole batch: an image's start does not depend on the others
                 if norm == "Linf":
                     t = 2 * rand_uniform(x0.shape, generator, x0.device) - 1
@@ -196,17 +222,21 @@ def fab_targeted(
                 else:
                     t = normalize_l2(rand_normal(x0.shape, generator, x0.device))
                 radius = torch.clamp(best, max=eps).view(-1, 1, 1, 1)
-                start = (x0 + 0.5 * radius * t).clamp(0.0, 1.0)
-            idx = (~done).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
-            out, nrm = _fab_single(model, x0[idx], y[idx], target[idx], start[idx], eps, norm,
-                                   n_iter, alpha_max, eta, beta)
-            better = nrm < best[idx]
-            best[idx[better]] = nrm[better]
-            ok = nrm <= eps
-            adv[idx[ok]] = out[ok]
-            done[idx[ok]] = True
+                starts.append((x0 + 0.5 * radius * t).clamp(0.0, 1.0))
+        idx = (~done).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        m, n = len(chunk), idx.numel()
+        img = idx.repeat(m)
+        out, nrm = _fab_single(model, x0[img], y[img], torch.cat([t[idx] for t, _ in chunk]),
+                               torch.cat([s[idx] for s in starts]), eps, norm, n_iter, alpha_max,
+                               eta, beta, torch.arange(n, device=x0.device).repeat(m))
+        nrm, closest = nrm.view(m, n).min(0)
+        out = out.view(m, n, *x0.shape[1:])[closest, torch.arange(n, device=x0.device)]
+        best[idx] = torch.minimum(best[idx], nrm)
+        ok = nrm <= eps
+        adv[idx[ok]] = out[ok]
+        done[idx[ok]] = True
     return adv.detach()
 
 
