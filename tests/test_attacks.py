@@ -336,6 +336,21 @@ def test_targeted_attacks_robust_sets_are_pinned():
     assert _robust_bits(m, fab_targeted(m, x, y, 0.5, norm="L2", n_iter=2), y) == PINNED_FAB_T
 
 
+# Square's robust sets (toy MLP, test seed 5, L-inf 32/255, AutoAttack's absolute schedule) found by
+# the one-query-at-a-time code before speculative batches (commit 6901de1). Images leave early at
+# different iterations here, so later batches speculate deeper; the three restarts check that the
+# generator is left where that code left it.
+PINNED_SQUARE = {(100, 1): "01000010011000001000001010001011", (40, 3): "11001010110011001010001111101011"}
+
+
+@pytest.mark.parametrize("n_queries,n_restarts", list(PINNED_SQUARE))
+def test_square_robust_set_is_pinned(n_queries, n_restarts):
+    m, x, y = trained_mlp(test_seed=5)
+    adv = square(m, x, y, 32 / 255, n_queries=n_queries, n_restarts=n_restarts, rescale_schedule=False,
+                 generator=torch.Generator().manual_seed(0))
+    assert _robust_bits(m, adv, y) == PINNED_SQUARE[(n_queries, n_restarts)]
+
+
 def test_autoattack_batches_and_report_is_json(trained):
     import json
 

@@ -17,7 +17,9 @@ they are absolute (AutoAttack's setting). Each image costs one query for the sta
 iteration until it is broken, at most ``n_queries`` in all.
 
 Random draws (window places, signs) are made for the whole batch at every iteration, so an
-image's trajectory does not depend on which other images are still being attacked.
+image's trajectory does not depend on which other images are still being attacked. L-inf
+evaluates an image's next proposals ahead in one batch when few images are left (see
+``SPECULATIVE_ROWS``): the same proposals, decisions and generator state as one query at a time.
 """
 
 from __future__ import annotations
@@ -124,6 +126,55 @@ def _eta(s: int, device) -> Tensor:
     return out / out.norm().clamp_min(1e-12)
 
 
+# Square's queries for an image are sequential, but a proposal that is rejected leaves the image's
+# best point as it was: with few images left, their next proposals are evaluated ahead in one batch
+# of about this many rows (speculatively, as if all were rejected), and everything after an image's
+# first accepted proposal is thrown away (it was built on the old best point).
+SPECULATIVE_ROWS = 64
+
+
+class _Draws:
+    """The random draws of L-inf Square, iteration by iteration for the whole batch in the order
+    the one-query-at-a-time loop makes them, drawn as far as they are needed.
+
+    Speculation may draw iterations that the one-at-a-time loop never reaches (it stops at the
+    first iteration with no image left); `settle(n)` leaves the generator exactly where that loop
+    would have, so that a later restart draws what it would have drawn."""
+
+    def __init__(self, b: int, c: int, h: int, w: int, sizes: Tensor, generator, device):
+        self.b, self.c, self.h, self.w, self.sizes = b, c, h, w, sizes
+        self.generator, self.device, self.count = generator, device, 0
+        self.start_state = (generator.get_state() if generator is not None else torch.random.get_rng_state())
+        n = sizes.numel()
+        self.vh = torch.zeros(n, b, dtype=torch.long, device=device)
+        self.vw, self.flips = torch.zeros_like(self.vh), torch.zeros_like(self.vh)
+        self.sign = torch.zeros(n, b, c, device=device)
+
+    def _draw(self, it: int):
+        s, args = int(self.sizes[it]), (self.generator, self.device)
+        return (rand_int(0, self.h - s, (self.b,), *args), rand_int(0, self.w - s, (self.b,), *args),
+                rand_sign((self.b, self.c), *args),
+                rand_int(1, 2 ** self.c - 1, (self.b,), *args))  # sign flips if the window would not move
+
+    def upto(self, n: int) -> None:
+        """Draw iterations count .. n - 1."""
+        for it in range(self.count, n):
+            self.vh[it], self.vw[it], self.sign[it], self.flips[it] = self._draw(it)
+        self.count = max(self.count, n)
+
+    def settle(self, n: int) -> None:
+        """Leave the generator as after drawing exactly iterations 0 .. n - 1."""
+        if self.count > n:
+            if self.generator is not None:
+                self.generator.set_state(self.start_state)
+            else:
+                torch.random.set_rng_state(self.start_state)
+            for it in range(n):
+                self._draw(it)
+        else:
+            self.upto(n)
+
+
 def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator, attack_mask):
     b, c, h, w = x0.shape
     dev = x0.device
@@ -136,38 +187,62 @@ def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator,
     if att.numel():
         margin[att], lossv[att] = _margin_and_loss(model, x_best[att], y[att], loss)
     done = ~attack_mask | (margin <= 0)
-    n_features = c * h * w
-    for it in range(n_queries - 1):
-        p = p_selection(p_init, it, n_queries, rescale)
-        s = max(int(round(math.sqrt(p * n_features / c))), 1)
-        s = min(s, h, w)
-        vh = rand_int(0, h - s, (b,), generator, dev)
-        vw = rand_int(0, w - s, (b,), generator, dev)
-        sg = rand_sign((b, c), generator, dev)
-        flips = rand_int(1, 2 ** c - 1, (b,), generator, dev)  # used if the window would not move
-        act = (~done).nonzero().squeeze(1)
+    n_iters = n_queries - 1
+    sizes = torch.tensor([min(max(int(round(math.sqrt(p_selection(p_init, it, n_queries, rescale) * h * w))), 1), h, w)
+                          for it in range(n_iters)], dtype=torch.long, device=dev)
+    draws = _Draws(b, c, h, w, sizes, generator, dev)
+    nxt = torch.zeros(b, dtype=torch.long, device=dev)  # each image's next iteration
+    last_needed = 0  # the one-at-a-time loop draws up to the iteration at which no image is left
+    while True:
+        act = (~done & (nxt < n_iters)).nonzero().squeeze(1)
         if act.numel() == 0:
             break
-        xa, xb = x0[act], x_best[act]
-        win = _window_mask(vh[act], vw[act], s, h, w)
+        k = max(1, SPECULATIVE_ROWS // act.numel())
+        its = nxt[act][:, None] + torch.arange(k, device=dev)[None, :]  # (n_act, k)
+        valid = its < n_iters
+        draws.upto(int(its[valid].max()) + 1)
+        cell_img = act[:, None].expand_as(its)[valid]
+        cell_it = its[valid]
+        s_cell = sizes[cell_it]
+        vh, vw = draws.vh[cell_it, cell_img], draws.vw[cell_it, cell_img]
+        rows = torch.arange(h, device=dev)[None, :]
+        cols = torch.arange(w, device=dev)[None, :]
+        win = (((rows >= vh[:, None]) & (rows < (vh + s_cell)[:, None]))[:, None, :, None]
+               & ((cols >= vw[:, None]) & (cols < (vw + s_cell)[:, None]))[:, None, None, :])
+        xa, xb = x0[cell_img], x_best[cell_img]
 
         def candidate(signs):
             delta = 2 * eps * signs[:, :, None, None] * win
             return torch.minimum(torch.maximum(xb + delta, xa - eps), xa + eps).clamp(0.0, 1.0)
 
-        x_new = candidate(sg[act])
-        same = ((x_new - xb).abs() < 1e-7).reshape(act.numel(), -1).all(dim=1)
+        sg = draws.sign[cell_it, cell_img]
+        x_new = candidate(sg)
+        same = ((x_new - xb).abs() < 1e-7).reshape(x_new.shape[0], -1).all(dim=1)
         if same.any():
-            bits = (flips[act][:, None] >> torch.arange(c, device=dev)[None, :]) & 1
-            sg2 = torch.where(bits.bool(), -sg[act], sg[act])
-            x_new = torch.where(same.view(-1, 1, 1, 1), candidate(sg2), x_new)
-        m_new, l_new = _margin_and_loss(model, x_new, y[act], loss)
-        improved = l_new < lossv[act]
-        upd = improved | (m_new <= 0)
-        lossv[act[improved]] = l_new[improved]
-        margin[act[upd]] = m_new[upd]
-        x_best[act[upd]] = x_new[upd]
-        done[act[upd & (m_new <= 0)]] = True
+            bits = (draws.flips[cell_it, cell_img][:, None] >> torch.arange(c, device=dev)[None, :]) & 1
+            x_new = torch.where(same.view(-1, 1, 1, 1), candidate(torch.where(bits.bool(), -sg, sg)), x_new)
+        m_new, l_new = _margin_and_loss(model, x_new, y[cell_img], loss)
+        improved = l_new < lossv[cell_img]
+        accepted = torch.zeros_like(its, dtype=torch.bool)
+        accepted[valid] = improved | (m_new <= 0)
+        first = accepted.int().argmax(1)
+        hit = accepted.any(1)
+        # the accepted cell of each image that has one: its row among the valid cells
+        cell_index = torch.full_like(its, -1)
+        cell_index[valid] = torch.arange(int(valid.sum()), device=dev)
+        r = cell_index[torch.arange(act.numel(), device=dev), first][hit]
+        ih = act[hit]
+        upd_loss = improved[r]
+        lossv[ih[upd_loss]] = l_new[r[upd_loss]]
+        margin[ih], x_best[ih] = m_new[r], x_new[r]
+        done[ih[m_new[r] <= 0]] = True
+        finished_at = its[hit, first[hit]]
+        if bool((m_new[r] <= 0).any()):
+            last_needed = max(last_needed, int(finished_at[m_new[r] <= 0].max()) + 1)
+        nxt[act] = torch.where(hit, its[:, 0] + first + 1, its[:, 0] + k)
+    if bool((~done).any()):
+        last_needed = n_iters - 1  # an image attacked to the end: every iteration was drawn
+    draws.settle(min(last_needed, n_iters - 1) + 1)
     return x_best
 
 
