@@ -128,9 +128,9 @@ def _eta(s: int, device) -> Tensor:
 
 # Square's queries for an image are sequential, but a proposal that is rejected leaves the image's
 # best point as it was: with few images left, their next proposals are evaluated ahead in one batch
-# of about this many rows (speculatively, as if all were rejected), and everything after an image's
+# of at most this many rows (speculatively, as if all were rejected), and everything after an image's
 # first accepted proposal is thrown away (it was built on the old best point).
-SPECULATIVE_ROWS = 64
+SPECULATIVE_ROWS = 32
 
 
 class _Draws:
@@ -193,11 +193,14 @@ def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator,
     draws = _Draws(b, c, h, w, sizes, generator, dev)
     nxt = torch.zeros(b, dtype=torch.long, device=dev)  # each image's next iteration
     last_needed = 0  # the one-at-a-time loop draws up to the iteration at which no image is left
+    steps_recent, accepts_recent = 1.0, 1.0  # decaying counts of proposals decided and accepted
     while True:
         act = (~done & (nxt < n_iters)).nonzero().squeeze(1)
         if act.numel() == 0:
             break
-        k = max(1, SPECULATIVE_ROWS // act.numel())
+        # about one accepted proposal per image per batch: deeper speculation than the recent
+        # acceptance rate mostly evaluates proposals built on a best point that has moved on
+        k = max(1, min(SPECULATIVE_ROWS // act.numel(), math.ceil(steps_recent / accepts_recent)))
         its = nxt[act][:, None] + torch.arange(k, device=dev)[None, :]  # (n_act, k)
         valid = its < n_iters
         draws.upto(int(its[valid].max()) + 1)
@@ -239,7 +242,10 @@ def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator,
         finished_at = its[hit, first[hit]]
         if bool((m_new[r] <= 0).any()):
             last_needed = max(last_needed, int(finished_at[m_new[r] <= 0].max()) + 1)
-        nxt[act] = torch.where(hit, its[:, 0] + first + 1, its[:, 0] + k)
+        advance = torch.where(hit, first + 1, torch.full_like(first, k))
+        nxt[act] += advance
+        steps_recent = 0.8 * steps_recent + float(advance.sum())
+        accepts_recent = 0.8 * accepts_recent + float(hit.sum())
     if bool((~done).any()):
         last_needed = n_iters - 1  # an image attacked to the end: every iteration was drawn
     draws.settle(min(last_needed, n_iters - 1) + 1)
