@@ -76,10 +76,12 @@ def _margin_and_loss(model: Model, x: Tensor, y: Tensor, loss: str) -> Tuple[Ten
     return margin, -F.cross_entropy(logits, y, reduction="none")
 
 
-def _window_mask(vh: Tensor, vw: Tensor, s: int, h: int, w: int) -> Tensor:
-    """(B, 1, H, W) bool mask of the s x s windows whose top-left corners are (vh, vw)."""
+def _window_mask(vh: Tensor, vw: Tensor, s, h: int, w: int) -> Tensor:
+    """(B, 1, H, W) bool mask of the s x s windows whose top-left corners are (vh, vw); s is one
+    size or one per window (B,)."""
     rows = torch.arange(h, device=vh.device)[None, :]
     cols = torch.arange(w, device=vh.device)[None, :]
+    s = torch.as_tensor(s, device=vh.device).reshape(-1, 1)
     mh = (rows >= vh[:, None]) & (rows < vh[:, None] + s)
     mw = (cols >= vw[:, None]) & (cols < vw[:, None] + s)
     return (mh[:, None, :, None] & mw[:, None, None, :])
@@ -206,12 +208,7 @@ def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator,
         draws.upto(int(its[valid].max()) + 1)
         cell_img = act[:, None].expand_as(its)[valid]
         cell_it = its[valid]
-        s_cell = sizes[cell_it]
-        vh, vw = draws.vh[cell_it, cell_img], draws.vw[cell_it, cell_img]
-        rows = torch.arange(h, device=dev)[None, :]
-        cols = torch.arange(w, device=dev)[None, :]
-        win = (((rows >= vh[:, None]) & (rows < (vh + s_cell)[:, None]))[:, None, :, None]
-               & ((cols >= vw[:, None]) & (cols < (vw + s_cell)[:, None]))[:, None, None, :])
+        win = _window_mask(draws.vh[cell_it, cell_img], draws.vw[cell_it, cell_img], sizes[cell_it], h, w)
         xa, xb = x0[cell_img], x_best[cell_img]
 
         def candidate(signs):
