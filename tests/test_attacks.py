@@ -322,6 +322,16 @@ def test_runs_side_by_side_leave_the_same_robust_set(norm, eps):
         assert aa[1].report["robust_acc_after"] == aa[9].report["robust_acc_after"]
 
 
+def test_runs_side_by_side_stay_within_the_callers_batch():
+    from robustprompt.attacks.auto_pgd import STACK_ROWS, runs_side_by_side
+
+    assert runs_side_by_side(9, 40, 5) == 9          # few images left: all nine targets at once
+    assert runs_side_by_side(9, 500, 100) == 5       # never more rows than the caller's batch
+    assert runs_side_by_side(9, 500, 500) == 1
+    assert runs_side_by_side(9, 8, 8) == STACK_ROWS // 8  # a small batch may still fill STACK_ROWS
+    assert runs_side_by_side(1, 40, 2) == 1
+
+
 # Robust sets of APGD-T and FAB-T alone (toy MLP, test seed 5, L2 0.5, 2 iterations) found by the
 # code before targets ran side by side and before FAB-T reused its forward pass for the next
 # gradient (commit 6901de1); both optimisations must leave them unchanged.

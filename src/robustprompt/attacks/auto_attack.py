@@ -210,8 +210,8 @@ def autoattack(
     reproduces that attack's part of the full sequence image by image. ``batch_size`` splits
     the images into chunks attacked one after the other; ``runs_per_batch`` is how many runs of
     one attack (APGD-T's and FAB-T's targets, APGD-CE's restarts) go side by side in one batch
-    (default 9, every target at once: larger batches, fewer model calls; the robust set does not
-    depend on it; lower it when memory is short). ``backend`` picks the implementation
+    (default 9, every target at once while the rows fit in ``batch_size`` images or 64 rows:
+    larger batches, fewer model calls; the robust set does not depend on it). ``backend`` picks the implementation
     ("robustprompt" or "pyautoattack", see the module docstring). ``seed`` seeds one
     ``torch.Generator`` per attack; the global RNG is not touched.
 

@@ -64,8 +64,15 @@ def apgd_checkpoints(n_iter: int) -> List[int]:
 
 
 # Runs (targets, restarts) of one attack that go side by side in a batch by default: all nine
-# targets of AutoAttack's standard version.
+# targets of AutoAttack's standard version. The rows of such a batch never exceed the caller's
+# batch of images or STACK_ROWS, whichever is larger (the caller sized its batch to its memory).
 RUNS_PER_BATCH = 9
+STACK_ROWS = 64
+
+
+def runs_side_by_side(runs_per_batch: int, n_images: int, n_active: int) -> int:
+    """How many runs go side by side for `n_active` images left of a batch of `n_images`."""
+    return max(1, min(runs_per_batch, max(n_images, STACK_ROWS) // max(n_active, 1)))
 
 
 def _runs_per_batch(value) -> int:
@@ -185,18 +192,21 @@ def _run_stacked(model, x0, y, eps, norm, n_iter, rho, momentum, mask, generator
     on the images of `mask` not fooled yet; updates adv / best_loss / fooled.
 
     Each run starts from its own random point, drawn for the whole batch in run order (so an
-    image's start does not depend on the others). `runs_per_batch` runs go side by side in one
-    batch (run-major rows); an image leaves all of them as soon as one misclassifies it. An image
+    image's start does not depend on the others). Up to `runs_per_batch` runs go side by side in
+    one batch (run-major rows; see `runs_side_by_side`); an image leaves all of them as soon as one misclassifies it. An image
     is fooled iff some run fools it, as when the runs go one after the other on the images still
     robust (runs_per_batch=1), and every run's trajectory on an image is the same either way: the
     robust set does not depend on `runs_per_batch`, only the batches' sizes (and so the speed) do.
     Where several runs fool an image, the adversarial point of the first (in run order) is kept.
     """
     dev = x0.device
-    for c0 in range(0, len(targets), runs_per_batch):
-        chunk = targets[c0:c0 + runs_per_batch]
-        starts = [random_start(x0, eps, norm, generator, mode="boundary") for _ in chunk]
+    c0 = 0
+    while c0 < len(targets):
         idx = (mask & ~fooled).nonzero().squeeze(1)
+        m = runs_side_by_side(runs_per_batch, x0.shape[0], idx.numel())
+        chunk = targets[c0:c0 + m]
+        c0 += m
+        starts = [random_start(x0, eps, norm, generator, mode="boundary") for _ in chunk]
         if idx.numel() == 0:
             continue
         m, n = len(chunk), idx.numel()

@@ -36,7 +36,7 @@ from ._core import (
     rand_uniform,
     target_by_rank,
 )
-from .auto_pgd import RUNS_PER_BATCH, _prepare, _runs_per_batch
+from .auto_pgd import RUNS_PER_BATCH, _prepare, _runs_per_batch, runs_side_by_side
 from .gradient import Attack
 
 
@@ -209,8 +209,11 @@ def fab_targeted(
     best = torch.full((x0.shape[0],), float("inf"), device=x0.device)
     runs = [(target_by_rank(clean_logits, rank), r) for rank in range(2, k + 2) for r in range(n_restarts)]
     per_batch = _runs_per_batch(runs_per_batch) if n_restarts == 1 else 1
-    for c0 in range(0, len(runs), per_batch):
-        chunk = runs[c0:c0 + per_batch]
+    c0 = 0
+    while c0 < len(runs):
+        idx = (~done).nonzero().squeeze(1)
+        chunk = runs[c0:c0 + runs_side_by_side(per_batch, x0.shape[0], idx.numel())]
+        c0 += len(chunk)
         starts = []
         for _, r in chunk:
             if r == 0:
@@ -223,7 +226,6 @@ def fab_targeted(
                     t = normalize_l2(rand_normal(x0.shape, generator, x0.device))
                 radius = torch.clamp(best, max=eps).view(-1, 1, 1, 1)
                 starts.append((x0 + 0.5 * radius * t).clamp(0.0, 1.0))
-        idx = (~done).nonzero().squeeze(1)
         if idx.numel() == 0:
             continue
         m, n = len(chunk), idx.numel()

@@ -130,7 +130,7 @@ def _eta(s: int, device) -> Tensor:
 
 # Square's queries for an image are sequential, but a proposal that is rejected leaves the image's
 # best point as it was: with few images left, their next proposals are evaluated ahead in one batch
-# of at most this many rows (speculatively, as if all were rejected), and everything after an image's
+# of at most this many rows (and at most the batch's size; speculatively, as if all were rejected), and everything after an image's
 # first accepted proposal is thrown away (it was built on the old best point).
 SPECULATIVE_ROWS = 32
 
@@ -202,7 +202,7 @@ def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator,
             break
         # about one accepted proposal per image per batch: deeper speculation than the recent
         # acceptance rate mostly evaluates proposals built on a best point that has moved on
-        k = max(1, min(SPECULATIVE_ROWS // act.numel(), math.ceil(steps_recent / accepts_recent)))
+        k = max(1, min(min(SPECULATIVE_ROWS, b) // act.numel(), math.ceil(steps_recent / accepts_recent)))
         its = nxt[act][:, None] + torch.arange(k, device=dev)[None, :]  # (n_act, k)
         valid = its < n_iters
         draws.upto(int(its[valid].max()) + 1)
