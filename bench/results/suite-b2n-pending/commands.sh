@@ -3,8 +3,8 @@
 #   seed 2 of the six methods (emoji-animals, emoji-food, emoji-vehicles complete; stopped at the
 #   session's end inside emoji-scenes),
 #   PromptSRC and MMRL at seed 1 (emoji-animals complete).
-# Both ran at the same time on one thread each (OMP_NUM_THREADS=1); food and vehicles of seed 2 then
-# ran alone on 2 threads (about 9 minutes per dataset). Only config.yaml, results.json and
+# Both ran at the same time on one thread each (OMP_NUM_THREADS=1); the rest of food and all of vehicles
+# of seed 2 then ran alone on 2 threads (vehicles: about 9 minutes). Only config.yaml, results.json and
 # log.txt are kept; b2n-pending.md tabulates them alone, b2n-emoji-animals.md beside seed 1 of emoji-animals:
 #   robustprompt report bench/results/suite-b2n-pending/runs --table b2n --no-plots
 #   robustprompt report bench/results/suite-b2n-pending/runs/emoji-animals bench/results/suite-b2n/runs/emoji-animals --table b2n --no-plots
