@@ -8,6 +8,27 @@ from torch import Tensor, nn
 from ..backbone import PromptableCLIP
 
 
+class TemplateTokens:
+    """Frozen token embeddings and EOT indices of `template.format(c)` for a list of class names,
+    made once per class list (not at every training step) and kept on the device asked for."""
+
+    def __init__(self, template: str):
+        self.template = template
+        self._cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+
+    def get(self, backbone: PromptableCLIP, classnames, device: torch.device) -> tuple[Tensor, Tensor]:
+        key = tuple(classnames)
+        if key not in self._cache:
+            ids = backbone.tokenize([self.template.format(c) for c in key])
+            with torch.no_grad():
+                self._cache[key] = (backbone.embed_tokens(ids), backbone.eot_index(ids))
+        emb, eot = self._cache[key]
+        if emb.device != device:
+            emb, eot = emb.to(device), eot.to(device)
+            self._cache[key] = (emb, eot)
+        return emb, eot
+
+
 class TextContextPrompt(nn.Module):
     """n_ctx learnable vectors at text positions 1..n_ctx (right after SOS).
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbone import LayerEdit, TowerEdits
-from ..components.context import TextContextPrompt
+from ..components.context import TemplateTokens, TextContextPrompt
 from ..components.kmeans import kmeans
 from ..components.lora import LowRankUpdate
 from ..components.two_branch import branch_losses, fused_logits, prompted_layers
@@ -196,7 +196,7 @@ class ANPrompt(Method):
             prefix = self.class_template[:-4].strip()
             n_ctx = int(bb.eot_index(bb.tokenize([prefix]))[0]) - 1
             self.context = TextContextPrompt(bb, n_ctx, prefix)
-        self._token_cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+        self._template_tokens = TemplateTokens(self.class_template)
 
     # ------------------------------------------------------------------ weak-noise text features
     def _texts_and_name_spans(self, pairs: list[tuple[str, str]]) -> tuple[list[str], list[tuple[int, int]]]:
@@ -310,17 +310,7 @@ class ANPrompt(Method):
         """Token embeddings (C, L, D) of the class prompts (learnable context in place) and EOT indices."""
         if self.context is not None:
             return self.context.embeddings(classnames)
-        if classnames not in self._token_cache:
-            bb = self.backbone
-            ids = bb.tokenize([self.class_template.format(c) for c in classnames])
-            with torch.no_grad():
-                self._token_cache[classnames] = (bb.embed_tokens(ids), bb.eot_index(ids))
-        emb, eot = self._token_cache[classnames]
-        dev = self.residual.device
-        if emb.device != dev:
-            emb, eot = emb.to(dev), eot.to(dev)
-            self._token_cache[classnames] = (emb, eot)
-        return emb, eot
+        return self._template_tokens.get(self.backbone, classnames, self.residual.device)
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
         emb, eot = self._class_tokens(tuple(classnames))

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..backbone import LayerEdit, TowerEdits
+from ..components.context import TemplateTokens
 from ..components.two_branch import branch_losses, fused_logits, prompted_layers
 from ..config import check
 from .base import Method, TextContext
@@ -76,7 +77,7 @@ class MMRL(Method):
         self.r2v = _cloned_linears(self.vision_layers, cfg.rep_dim, bb.vision_width)
         width = bb.vision_width
         self.proj_rep = nn.Parameter(width ** -0.5 * torch.randn(width, bb.embed_dim))
-        self._token_cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+        self._template_tokens = TemplateTokens(template)
         with torch.no_grad():
             self.register_buffer("text_frozen", bb.text_features([template.format(c) for c in self.classnames]).float(),
                                  persistent=False)
@@ -86,17 +87,8 @@ class MMRL(Method):
                                   for i, l in enumerate(layers)})
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
-        emb, eot = self._class_tokens(tuple(classnames))
+        emb, eot = self._template_tokens.get(self.backbone, classnames, self.proj_rep.device)
         return self.backbone.text(emb, eot, self._edits(self.text_layers, self.r2t)).features
-
-    def _class_tokens(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
-        """The frozen token embeddings of the class prompts, made once per class list (not every step)."""
-        if classnames not in self._token_cache:
-            bb = self.backbone
-            ids = bb.tokenize([self.template.format(c) for c in classnames])
-            with torch.no_grad():
-                self._token_cache[classnames] = (bb.embed_tokens(ids), bb.eot_index(ids))
-        return self._token_cache[classnames]
 
     def vision_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(v_cls, v_rep), unnormalised."""
