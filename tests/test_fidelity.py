@@ -108,3 +108,45 @@ def test_promptsrc_matches_the_authors_code():
     ours = {k: params[n].grad.norm().item() for k, n in names.items()}
     bad = {k: (ours[k], v) for k, v in ref["grad_norms"].items() if ours[k] != pytest.approx(v, rel=10 * tol, abs=1e-7)}
     assert not bad, bad
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["coop", "cocoop", "kgcoop", "ivlp", "maple"])
+def test_prompt_learner_matches_the_authors_code(method):
+    """Logits, loss and every learnable tensor's gradient norm against the official CustomCLIP (see
+    bench/fidelity/prompt_learners.py), with every learnable tensor set to the same value on both sides."""
+    import sys
+
+    from robustprompt.backbone import load_backbone
+    from robustprompt.methods.registry import create_method
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "fidelity"))
+    import prompt_learners_case as case
+
+    ref = json.loads((FIXTURES / f"{method}.json").read_text())
+    assert ref["reference"]["repository"] == case.CASES[method]["repository"]
+    torch.set_num_threads(2)
+    bb = load_backbone(case.MODEL, "random", quick_gelu=True)
+    case.fp16_exact(bb.clip)
+    spec = case.CASES[method]
+    m = create_method(method, bb, case.CLASSNAMES, spec["template"], spec["ours"])
+    params = m.learnable_parameters()
+    names = {k: case.official_to_ours(method, k) for k in ref["grad_norms"]}
+    assert set(params) == set(names.values())  # the official trainer's learnable tensors that get a gradient
+    with torch.no_grad():
+        for official, ours in names.items():
+            params[ours].copy_(case.draw(official, params[ours].shape))
+    images, labels = case.inputs()
+    m.train()
+    ctx = m.class_context()
+    tol = case.TOLERANCE
+    assert _close(m(images, ctx).detach(), ref["logits"], tol)
+    loss, terms = m.loss(images, labels, ctx)
+    assert loss.item() == pytest.approx(ref["loss"], rel=tol)
+    if method == "kgcoop":
+        assert terms["ce"].item() == pytest.approx(ref["terms"]["ce"], rel=tol)
+        assert terms["kg"].item() == pytest.approx(ref["terms"]["score"], rel=10 * tol)
+    loss.backward()
+    ours = {k: params[n].grad.norm().item() for k, n in names.items()}
+    bad = {k: (ours[k], v) for k, v in ref["grad_norms"].items() if ours[k] != pytest.approx(v, rel=10 * tol, abs=1e-7)}
+    assert not bad, bad
