@@ -111,10 +111,11 @@ def test_promptsrc_matches_the_authors_code():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["coop", "cocoop", "kgcoop", "ivlp", "maple"])
+@pytest.mark.parametrize("method", ["coop", "cocoop", "kgcoop", "ivlp", "maple", "advivlp", "advmaple"])
 def test_prompt_learner_matches_the_authors_code(method):
     """Logits, loss and every learnable tensor's gradient norm against the official CustomCLIP (see
-    bench/fidelity/prompt_learners.py), with every learnable tensor set to the same value on both sides."""
+    bench/fidelity/prompt_learners.py), with every learnable tensor set to the same value on both sides.
+    Adversarial IVLP / MaPLe: the training step's PGD images (zero start) and its half-clean loss too."""
     import sys
 
     from robustprompt.backbone import load_backbone
@@ -129,7 +130,7 @@ def test_prompt_learner_matches_the_authors_code(method):
     bb = load_backbone(case.MODEL, "random", quick_gelu=True)
     case.fp16_exact(bb.clip)
     spec = case.CASES[method]
-    m = create_method(method, bb, case.CLASSNAMES, spec["template"], spec["ours"])
+    m = create_method(spec.get("base", method), bb, case.CLASSNAMES, spec["template"], spec["ours"])
     params = m.learnable_parameters()
     names = {k: case.official_to_ours(method, k) for k in ref["grad_norms"]}
     assert set(params) == set(names.values())  # the official trainer's learnable tensors that get a gradient
@@ -141,7 +142,18 @@ def test_prompt_learner_matches_the_authors_code(method):
     ctx = m.class_context()
     tol = case.TOLERANCE
     assert _close(m(images, ctx).detach(), ref["logits"], tol)
-    loss, terms = m.loss(images, labels, ctx)
+    if method.startswith("adv"):
+        from robustprompt.config import AdversarialConfig
+        from robustprompt.engine.adversarial import adversarial_images
+
+        adv_cfg = AdversarialConfig(enabled=True, eps="1/255", alpha="1/255", steps=case.ATTACK["steps"],
+                                    random_start=False, loss="half")
+        adv = adversarial_images(m, images, labels, ctx, adv_cfg)
+        k = images.shape[0] // 2
+        assert (adv[k:] - images[k:]).abs().sum().item() == pytest.approx(ref["terms"]["delta_l1"], rel=tol)
+        loss, terms = m.adversarial_loss(images, adv, labels, ctx, "half")
+    else:
+        loss, terms = m.loss(images, labels, ctx)
     assert loss.item() == pytest.approx(ref["loss"], rel=tol)
     if method == "kgcoop":
         assert terms["ce"].item() == pytest.approx(ref["terms"]["ce"], rel=tol)

@@ -6,9 +6,11 @@ shared case (bench/fidelity/prompt_learners_case.py) and store the numbers.
     .venv/bin/python bench/fidelity/prompt_learners.py --method kgcoop --checkout PATH/TO/htyao89/KgCoOp
     .venv/bin/python bench/fidelity/prompt_learners.py --method ivlp   --checkout PATH/TO/muzairkhattak/multimodal-prompt-learning
     .venv/bin/python bench/fidelity/prompt_learners.py --method maple  --checkout PATH/TO/muzairkhattak/multimodal-prompt-learning
+    .venv/bin/python bench/fidelity/prompt_learners.py --method advivlp --checkout PATH/TO/xinwong/Multimodal-Adversarial-Prompt-Tuning
+    .venv/bin/python bench/fidelity/prompt_learners.py --method advmaple --checkout PATH/TO/xinwong/Multimodal-Adversarial-Prompt-Tuning
 
 Tested at KaiyangZhou/CoOp ff61507c, htyao89/KgCoOp c43ccc3d, muzairkhattak/multimodal-prompt-learning
-69bce21a. The official trainer file is imported by path, unchanged, with an empty stand-in for Dassl (its
+69bce21a, xinwong/Multimodal-Adversarial-Prompt-Tuning 926889f7 (the last two need `pip install torchattacks`). The official trainer file is imported by path, unchanged, with an empty stand-in for Dassl (its
 Trainer classes are never used); its CustomCLIP is built on the official clip/model.py from the shared
 random ViT-B/16 weights and called as the trainer's forward_backward calls it. Differences from an
 official run, all without effect on the numbers: fp32 throughout with `.half()` neutralised (fp16-exact
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -37,6 +40,7 @@ def official_model(method: str, checkout: Path, state: dict):
     trainer_path = checkout / spec["trainer"]
     repo_root = trainer_path.parent.parent  # the folder holding clip/ and trainers/
     stub_dassl()
+    sys.modules.setdefault("autoattack", types.ModuleType("autoattack")).AutoAttack = None  # imported, unused
     sys.path.insert(0, str(repo_root))
     import clip.model as clip_model_mod  # the checkout's clip package (one checkout per process)
 
@@ -57,7 +61,7 @@ def official_model(method: str, checkout: Path, state: dict):
     # which tensors the trainer trains: "prompt_learner" (and "VPT" for IVLP)
     learnable = {}
     for name, p in model.named_parameters():
-        train = "prompt_learner" in name or (method == "ivlp" and "VPT" in name)
+        train = "prompt_learner" in name or (spec.get("base", method) == "ivlp" and "VPT" in name)
         p.requires_grad_(train)
         if train:
             learnable[name] = p
@@ -89,7 +93,20 @@ def main(argv=None) -> int:
     with no_half():
         model, learnable = official_model(args.method, Path(args.checkout), state)
         model.train()  # only the prompt learner's mode matters: CoCoOp / IVLP / MaPLe return the loss in training
-        if args.method == "kgcoop":  # KgCoOp.forward_backward: CE + W * (1 - mean cos(text, frozen text))
+        if args.method.startswith("adv"):  # forward_backward with AT_LOSS_TYPE adv_half
+            import torchattacks
+
+            attacker = torchattacks.PGD(model, eps=case.ATTACK["eps"], alpha=case.ATTACK["alpha"],
+                                        steps=case.ATTACK["steps"], random_start=False)
+            n = images.shape[0]
+            adv = attacker(images[n // 2:], labels[n // 2:])
+            loss = model(torch.cat([images[:n // 2], adv]), labels)
+            terms = {"delta_l1": (adv - images[n // 2:]).abs().sum().item()}
+            with torch.no_grad():
+                model.eval()
+                logits = model(images)
+                model.train()
+        elif args.method == "kgcoop":  # KgCoOp.forward_backward: CE + W * (1 - mean cos(text, frozen text))
             logits, score = model(x)
             ce = F.cross_entropy(logits, labels)
             loss = ce + case.CASES["kgcoop"]["cfg"]["COOP"]["W"] * score

@@ -45,10 +45,22 @@ CASES = {
               "ours": {"n_ctx": 2, "ctx_init": "a photo of a", "depth": 9, "depth_rule": "exact"},
               "template": "a photo of a {}."},
 }
+# Adversarial IVLP / MaPLe (xinwong/Multimodal-Adversarial-Prompt-Tuning): the same towers, images in [0, 1]
+# normalised inside CustomCLIP, and forward_backward's "adv_half" loss: CE on the first half clean and the
+# second half after torchattacks.PGD. The PGD start is zero here (random_start=False on both sides) so that
+# no random draw has to be shared; the presets' random start is configuration, not arithmetic.
+ATTACK = {"eps": 1 / 255, "alpha": 1 / 255, "steps": 2}
+for _name, _base, _trainer, _key in (("advivlp", "ivlp", "trainers/adv_independentVL.py", "IVLP"),
+                                     ("advmaple", "maple", "trainers/advmaple.py", "MAPLE")):
+    _official_key = {"IVLP": "AdvIVLP", "MAPLE": "AdvMaPLe"}[_key]
+    CASES[_name] = {**CASES[_base], "repository": "xinwong/Multimodal-Adversarial-Prompt-Tuning",
+                    "trainer": _trainer, "base": _base,
+                    "cfg": {_official_key: CASES[_base]["cfg"][_key]}}
 
 
 def official_to_ours(method: str, name: str) -> str:
     """Our parameter name for an official learnable parameter's name."""
+    method = CASES[method].get("base", method)
     if method in ("coop", "cocoop", "kgcoop"):
         return name.replace("prompt_learner.ctx", "prompt.ctx").replace("prompt_learner.meta_net.", "meta_net.")
     if name == "prompt_learner.ctx":
