@@ -369,14 +369,15 @@ def test_adversarial_training_lowers_attack_success(colours, tmp_path):
 
 
 def test_advpt_bank_start_follows_the_authors_code(tiny_backbone):
-    """The preset draws the start as the AdvPT code does, x + U(0, eps); `symmetric` is x + U(-eps, eps)."""
+    """The preset draws the start as the AdvPT code does, x + U(0, eps) (not clipped to [0, 1] before the
+    first step: checked against the code in test_fidelity.py); `symmetric` is x + U(-eps, eps)."""
     from robustprompt.config import load_preset
     from robustprompt.methods.advpt import feature_attack
 
-    assert load_preset("advpt")["method_cfg"]["bank_start"] == "positive"
+    assert load_preset("advpt")["method_cfg"]["bank_start"] == "positive-unclipped"
     x = torch.rand(4, 3, 16, 16) * 0.9
     eps = 8 / 255
-    for start, low in (("positive", 0.0), ("symmetric", -eps)):
+    for start, low in (("positive", 0.0), ("positive-unclipped", 0.0), ("symmetric", -eps)):
         gens = [torch.Generator().manual_seed(i) for i in range(4)]
         d = feature_attack(tiny_backbone.encode_image, x, eps, steps=1, alpha=0.0, generators=gens, start=start) - x
         assert d.min() >= low - 1e-7 and d.max() <= eps + 1e-7

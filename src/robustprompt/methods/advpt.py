@@ -59,6 +59,8 @@ def feature_attack(encoder: Callable[[Tensor], Tensor], images: Tensor, eps, *, 
     Maximises `FEATURE_OBJECTIVES[objective](f(x_adv), f(x))` per image with steps of `alpha`
     (default 1.25 * eps / steps, the AdvPT code's rule) from a uniform random start: x + U(-eps, eps)
     (`start="symmetric"`) or x + U(0, eps) (`start="positive"`, as the AdvPT code draws it), clipped to [0, 1];
+    `start="positive-unclipped"` is the AdvPT code exactly: its start x + U(0, eps) is not clipped to
+    [0, 1], so the first gradient may be taken just outside the image range (every later point is clipped).
     `generators` (one per image) make each image's start independent of its batch. All three
     objectives have a zero gradient at x_adv = x, so without a random start PGD barely moves.
     Runs in fp32; returns the adversarial images, detached, within eps of `images` and in [0, 1].
@@ -80,9 +82,11 @@ def feature_attack(encoder: Callable[[Tensor], Tensor], images: Tensor, eps, *, 
             u = rand_uniform(x0.shape, None, x0.device)
         else:
             u = torch.stack([rand_uniform(x0.shape[1:], g, x0.device) for g in generators])
-        if start not in ("symmetric", "positive"):
-            raise ConfigError(f"unknown start {start!r}; symmetric or positive")
-        x = project(x0 + eps * (2 * u - 1 if start == "symmetric" else u), x0, eps, "Linf")
+        if start not in ("symmetric", "positive", "positive-unclipped"):
+            raise ConfigError(f"unknown start {start!r}; symmetric, positive or positive-unclipped")
+        x = x0 + eps * (2 * u - 1 if start == "symmetric" else u)
+        if start != "positive-unclipped":
+            x = project(x, x0, eps, "Linf")
     else:
         x = x0.clone()
     loss_fn = FEATURE_OBJECTIVES[objective]
@@ -114,9 +118,10 @@ class AdvPTConfig(CoOpConfig):
         "help": "what the feature attack maximises between f(x_adv) and f(x): kl = KL(softmax(f(x)) || "
                 "softmax(f(x_adv))) over embedding dims [code]; cosine = -cos; l2 = squared distance"})
     bank_random_start: bool = field(default=True, metadata={"help": "uniform random start in the eps ball [code]"})
-    bank_start: Literal["symmetric", "positive"] = field(default="symmetric", metadata={
-        "help": "the random start: positive = x + U(0, eps), as the authors' code draws it [code, the preset]; "
-                "symmetric = x + U(-eps, eps) [ours, the runs made before the preset followed the code]"})
+    bank_start: Literal["symmetric", "positive", "positive-unclipped"] = field(default="symmetric", metadata={
+        "help": "the random start: positive-unclipped = x + U(0, eps) not clipped to [0, 1] before the first "
+                "step, as the authors' code (random_init) [code, the preset]; positive = the same clipped "
+                "[ours, runs made before the fidelity fixture]; symmetric = x + U(-eps, eps) [ours, the first runs]"})
     bank_seed: int = field(default=0, metadata={
         "help": "seed of the random starts, combined with each image's content hash [ours]"})
     bank_cache_size: int = field(default=100_000, metadata={
