@@ -28,6 +28,9 @@ robustprompt-tiny uses its shipped weights, or random ones while they are missin
      workers) against the images/s of the training step of row e: > 1 means loading is not the
      bottleneck even without workers.
 
+  g  an adversarial training step with the half objective (IVLP, PGD-2, the AdvIVLP preset): attacking
+     the whole batch (before) / only the half the objective uses (the engine now); same images.
+
 `--quick` shrinks batches, repeats and epochs (for development, not for reporting).
 """
 
@@ -251,6 +254,31 @@ def tower_rows(t: Table, name, pretrained, device, batch, quick, do_profile, pea
             profile(f"{name} b: one PGD step fp32", pgd_step, device)
             profile(f"{name} b: open_clip fwd+bwd fp32", plain_fb, device)
 
+    # g: adversarial training with the half objective (AdvIVLP's preset: PGD-2): the engine attacks only
+    # the half it uses, where it used to attack the whole batch
+    if "g" in rows:
+        from robustprompt.config import AdversarialConfig
+        from robustprompt.engine.adversarial import adversarial_images
+
+        adv_cfg = AdversarialConfig(enabled=True, eps="1/255", alpha="1/255", steps=2, loss="half")
+
+        def whole_batch():
+            ctx = method.class_context()
+            adv = pgd(lambda z: method(z, ctx), x, y, "1/255", alpha=1 / 255, steps=2)
+            loss, _ = method.adversarial_loss(x, adv, y, ctx, "half")
+            loss.backward()
+
+        def half_batch():
+            ctx = method.class_context()
+            adv = adversarial_images(method, x, y, ctx, adv_cfg)
+            loss, _ = method.adversarial_loss(x, adv, y, ctx, "half")
+            loss.backward()
+
+        r = alternate({"whole": whole_batch, "half": half_batch}, device, warm, reps, min_time)
+        t.add(name, "g", "adversarial training step, half objective: attack the whole batch / only its "
+              "adversarial half", r["whole"] / r["half"], "x", note=f"{r['whole'] * 1e3:.0f} vs {r['half'] * 1e3:.0f} "
+              f"ms; IVLP, PGD-2, batch {x.shape[0]}, fp32; same images (tests/test_adversarial_methods.py)")
+
     # e (and c): an engine training step of IVLP, fp32 and bf16
     steps, flops = {}, {}
     if "e" in rows:
@@ -395,7 +423,7 @@ def main(argv=None) -> int:
                                               "(default: shipped weights, else random)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    ap.add_argument("--skip", default="", help="comma-separated rows to skip: a,b,c,d,e,f")
+    ap.add_argument("--skip", default="", help="comma-separated rows to skip: a,b,c,d,e,f,g")
     ap.add_argument("--batch", type=int, help="batch of rows a, b, e for every model (default: per model, "
                                               "sized for a CPU)")
     ap.add_argument("--repeats", type=int, help="at least this many timings per measurement (default 5; quick 3)")
@@ -435,7 +463,7 @@ def main(argv=None) -> int:
             pretrained = args.tiny_pretrained or (None if shipped_weights(name) else "random")
         shown = pretrained or "embedded"
         print(f"\n[{name}] weights: {shown}", flush=True)
-        rows = {"a", "b", "e", "f"} - skip
+        rows = {"a", "b", "e", "f", "g"} - skip
         if rows - {"f"}:  # f needs the training step of e
             tower_rows(t, name, pretrained, device, batch, args.quick, args.profile, peaks, rows, args.repeats)
         if "c" not in skip and name.startswith("robustprompt-"):

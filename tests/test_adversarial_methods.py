@@ -182,6 +182,28 @@ def test_naptuning_adversarial_step_trains_every_parameter(tiny_backbone, images
     assert not missing
 
 
+@pytest.mark.parametrize("random_start", [True, False])
+def test_half_objective_attacks_only_the_half_it_uses(tiny_backbone, images, random_start):
+    """`half` attacks only the second half of the batch: those images, and the RNG state after, are
+    exactly what attacking the whole batch gave (the random start is still drawn for all of it)."""
+    from robustprompt.attacks import pgd
+
+    m = make("ivlp", tiny_backbone).train()
+    x, y = images
+    k = x.shape[0] // 2
+    ctx = m.class_context()
+    cfg = AdversarialConfig(enabled=True, eps="8/255", alpha="2/255", steps=3, random_start=random_start, loss="half")
+    torch.manual_seed(5)
+    whole = pgd(lambda z: m(z, ctx), x, y, 8 / 255, alpha=2 / 255,
+                steps=3, random_start=random_start)
+    after_whole = torch.rand(3)
+    torch.manual_seed(5)
+    half = adversarial_images(m, x, y, ctx, cfg)
+    assert torch.rand(3).equal(after_whole)
+    assert half[:k].equal(x[:k])
+    assert half[k:].equal(whole[k:])
+
+
 def test_naptuning_defaults_follow_the_authors_code(tiny_backbone, images):
     """Linear(d, 2d) -> ReLU -> Linear(2d, d), default init, no norm, on the CLS and patch tokens entering
     the deep-prompted blocks 1..depth-1 (outputs of blocks 0..depth-2); no text refiner; no purification."""

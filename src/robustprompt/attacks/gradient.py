@@ -44,6 +44,7 @@ def pgd(
     loss: str = "ce",
     keep: str = "last",
     generator: Optional[torch.Generator] = None,
+    start: Optional[Tensor] = None,
 ) -> Tensor:
     """Projected gradient descent (ascent on the loss), untargeted.
 
@@ -69,6 +70,7 @@ def pgd(
             (otherwise the final one) -- use this for evaluation: with a fixed seed and step
             size, robust accuracy can then not rise with more steps.
         generator: ``torch.Generator`` for the random start (global RNG if None).
+        start: the start point (B, C, H, W), projected onto the ball; overrides ``random_start``.
 
     Returns the adversarial images (B, C, H, W), fp32, detached.
 
@@ -94,7 +96,10 @@ def pgd(
     if eps == 0 or x0.shape[0] == 0:
         return x0.clone()
 
-    x = _random_start(x0, eps, norm, generator) if random_start else x0.clone()
+    if start is not None:
+        x = project(start.to(x0.device, x0.dtype), x0, eps, norm)
+    else:
+        x = _random_start(x0, eps, norm, generator) if random_start else x0.clone()
 
     track = keep == "worst"
     if track:

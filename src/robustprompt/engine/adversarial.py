@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attacks import eps_value, pgd
+from ..attacks._core import random_start
 from ..config import AdversarialConfig
 from ..methods.base import TextContext
 
@@ -22,8 +23,17 @@ def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext,
     """PGD (L-inf) on the method as it is now; the class side is fixed (ctx detached) for the attack.
 
     Random starts draw from the global RNG, which the engine reseeds every epoch, so a resumed run
-    makes the same adversarial images."""
+    makes the same adversarial images. The `half` objective uses only the second half of the batch
+    attacked, so only that half is attacked (the first half is returned clean); its random start is
+    still drawn for the whole batch, so the draws and the RNG's state stay what attacking all of it gave."""
     ctx = detached(ctx)
+    if adv.loss == "half":
+        k = images.shape[0] // 2
+        eps = eps_value(adv.eps)
+        start = random_start(images, eps, "Linf", None)[k:] if adv.random_start else None
+        attacked = pgd(lambda x: method(x, ctx), images[k:], labels[k:], eps, alpha=eps_value(adv.alpha),
+                       steps=adv.steps, random_start=False, start=start)
+        return torch.cat([images[:k], attacked])
 
     def classifier(x):
         return method(x, ctx)
