@@ -29,6 +29,20 @@ def fused_logits(method, v_cls: Tensor, v_rep: Tensor, ctx, weight: float) -> Te
     return weight * z_cls + (1.0 - weight) * method.logits_from_features(v_rep, ctx)
 
 
+class TwoBranchHead:
+    """Mixin for a `Method` with `vision_features(images) -> (v_cls, v_rep)` and a `fusion_weight`: the image
+    side is the class-token feature, the logits are `fused_logits`."""
+
+    fusion_weight: float
+
+    def image_features(self, images: Tensor) -> Tensor:
+        return self.vision_features(images)[0]
+
+    def forward(self, images: Tensor, ctx) -> Tensor:
+        v_cls, v_rep = self.vision_features(images)
+        return fused_logits(self, v_cls, v_rep, ctx, self.fusion_weight)
+
+
 def branch_losses(method, images: Tensor, v_cls: Tensor, v_rep: Tensor, labels: Tensor, ctx, weight: float,
                   text_frozen: Tensor) -> dict[str, Tensor]:
     """z_cls, and the terms: ce = weight * CE(z_cls) + (1 - weight) * CE(z_rep) (with ce_cls, ce_rep), and

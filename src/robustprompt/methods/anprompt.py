@@ -32,7 +32,7 @@ from ..backbone import LayerEdit, TowerEdits
 from ..components.context import TemplateTokens, TextContextPrompt
 from ..components.kmeans import kmeans
 from ..components.lora import LowRankUpdate
-from ..components.two_branch import branch_losses, fused_logits, prompted_layers
+from ..components.two_branch import TwoBranchHead, branch_losses, prompted_layers
 from ..config import check
 from ..errors import ConfigError
 from .base import Method, TextContext
@@ -154,7 +154,7 @@ def wa_loss(z_noise: Tensor, z_cls: Tensor, scale_grad: bool = False) -> Tensor:
 
 
 @register_method("anprompt", ANPromptConfig)
-class ANPrompt(Method):
+class ANPrompt(TwoBranchHead, Method):
     """ANPrompt: k-means noise prompts + learnable tokens in the deep layers of both towers, NRVPP, WALoss."""
 
     image_towers = ("vit",)  # prompts enter the image transformer's layers
@@ -325,12 +325,9 @@ class ANPrompt(Method):
         v_rep = self.rep_proj(prompts.mean(dim=1), self.backbone.visual.proj)
         return out.features, v_rep
 
-    def image_features(self, images: Tensor) -> Tensor:
-        return self.vision_features(images)[0]
-
-    def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
-        v_cls, v_rep = self.vision_features(images)
-        return fused_logits(self, v_cls, v_rep, ctx, self.config.s)
+    @property
+    def fusion_weight(self) -> float:
+        return self.config.s
 
     # ------------------------------------------------------------------ training objective
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:

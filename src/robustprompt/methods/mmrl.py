@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..backbone import LayerEdit, TowerEdits
 from ..components.context import TemplateTokens
-from ..components.two_branch import branch_losses, fused_logits, prompted_layers
+from ..components.two_branch import TwoBranchHead, branch_losses, prompted_layers
 from ..config import check
 from .base import Method, TextContext
 from .registry import register_method
@@ -62,7 +62,7 @@ def _cloned_linears(layers, d_in: int, d_out: int) -> nn.ModuleDict:
 
 
 @register_method("mmrl", MMRLConfig)
-class MMRL(Method):
+class MMRL(TwoBranchHead, Method):
     """MMRL: shared representation tokens in the higher layers of both towers, two branches."""
 
     image_towers = ("vit",)  # representation tokens enter the image transformer's layers
@@ -97,12 +97,9 @@ class MMRL(Method):
         v_rep = out.tokens[:, 1:1 + K].mean(dim=1) @ self.proj_rep.to(out.tokens.dtype)
         return out.features, v_rep
 
-    def image_features(self, images: Tensor) -> Tensor:
-        return self.vision_features(images)[0]
-
-    def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
-        v_cls, v_rep = self.vision_features(images)
-        return fused_logits(self, v_cls, v_rep, ctx, self.config.alpha)
+    @property
+    def fusion_weight(self) -> float:
+        return self.config.alpha
 
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
         if not ctx.seen:
