@@ -258,20 +258,20 @@ def tower_rows(t: Table, name, pretrained, device, batch, quick, do_profile, pea
     # the half it uses, where it used to attack the whole batch
     if "g" in rows:
         from robustprompt.config import AdversarialConfig
-        from robustprompt.engine.adversarial import adversarial_images
+        from robustprompt.engine.adversarial import adversarial_images, adversarial_loss
 
         adv_cfg = AdversarialConfig(enabled=True, eps="1/255", alpha="1/255", steps=2, loss="half")
 
         def whole_batch():
             ctx = method.class_context()
             adv = pgd(lambda z: method(z, ctx), x, y, "1/255", alpha=1 / 255, steps=2)
-            loss, _ = method.adversarial_loss(x, adv, y, ctx, "half")
+            loss, _ = adversarial_loss(method, x, adv, y, ctx, "half")
             loss.backward()
 
         def half_batch():
             ctx = method.class_context()
             adv = adversarial_images(method, x, y, ctx, adv_cfg)
-            loss, _ = method.adversarial_loss(x, adv, y, ctx, "half")
+            loss, _ = adversarial_loss(method, x, adv, y, ctx, "half")
             loss.backward()
 
         r = alternate({"whole": whole_batch, "half": half_batch}, device, warm, reps, min_time)

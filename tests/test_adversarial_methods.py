@@ -8,7 +8,7 @@ from robustprompt.backbone import TowerEdits
 from robustprompt.components.refiner import TokenRefiner, refine_positions
 from robustprompt.config import AdversarialConfig, build_run_config
 from robustprompt.engine import train
-from robustprompt.engine.adversarial import adversarial_images
+from robustprompt.engine.adversarial import adversarial_images, adversarial_loss
 from robustprompt.engine.evaluate import EvalSpec, evaluate
 from robustprompt.engine.train import build
 from robustprompt.errors import ConfigError
@@ -102,11 +102,11 @@ def test_naptuning_at_init_equals_ivlp_with_the_same_prompts(tiny_backbone, imag
     copy_shared(ivlp, nap_nopur)
     adv = perturbed(x)
     for mode in ("half", "full", "mean", "trades"):
-        a, sa = ivlp.adversarial_loss(x, adv, y, ivlp.class_context(), mode)
-        b, sb = nap_nopur.adversarial_loss(x, adv, y, nap_nopur.class_context(), mode)
+        a, sa = adversarial_loss(ivlp, x, adv, y, ivlp.class_context(), mode)
+        b, sb = adversarial_loss(nap_nopur, x, adv, y, nap_nopur.class_context(), mode)
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7) and set(sa) == set(sb)
-        c, sc = nap.adversarial_loss(x, x, y, nap.class_context(), mode)
-        d, _ = ivlp.adversarial_loss(x, x, y, ivlp.class_context(), mode)
+        c, sc = adversarial_loss(nap, x, x, y, nap.class_context(), mode)
+        d, _ = adversarial_loss(ivlp, x, x, y, ivlp.class_context(), mode)
         assert torch.allclose(c, d, rtol=1e-6, atol=1e-7) and sc["pur"] < 1e-10
 
 
@@ -175,7 +175,7 @@ def test_naptuning_adversarial_step_trains_every_parameter(tiny_backbone, images
     adv = adversarial_images(nap, x, y, ctx, AdversarialConfig(enabled=True, eps="8/255", alpha="2/255",
                                                                steps=2, loss=mode))
     assert (adv - x).abs().max() <= EPS + 1e-6
-    loss, stats = nap.adversarial_loss(x, adv, y, ctx, mode)
+    loss, stats = adversarial_loss(nap, x, adv, y, ctx, mode)
     assert torch.isfinite(loss) and stats["pur"] > 0 and "ce" in stats
     loss.backward()
     missing = [n for n, p in nap.learnable_parameters().items() if p.grad is None or p.grad.abs().sum() == 0]
@@ -227,7 +227,7 @@ def test_naptuning_defaults_follow_the_authors_code(tiny_backbone, images):
     nap.train()
     ctx = nap.class_context()
     adv = perturbed(x)
-    loss, stats = nap.adversarial_loss(x, adv, y, ctx, "mean")
+    loss, stats = adversarial_loss(nap, x, adv, y, ctx, "mean")
     by_hand = 0.5 * (F.cross_entropy(nap(x, ctx), y) + F.cross_entropy(nap(adv, ctx), y))
     assert torch.allclose(loss, by_hand, rtol=1e-6) and set(stats) == {"ce", "ce_adv"}
     loss.backward()
@@ -313,7 +313,7 @@ def test_advpt_infers_like_coop_and_trains_on_the_bank(tiny_backbone, images):
     on_clean, _ = coop.loss(x, y, ctx)
     assert torch.equal(loss, on_bank) and not torch.equal(loss, on_clean)
     with pytest.raises(ConfigError, match="adv.enabled"):
-        m.adversarial_loss(x, x, y, ctx, "half")
+        adversarial_loss(m, x, x, y, ctx, "half")
 
 
 def test_advpt_config_is_validated():

@@ -144,14 +144,14 @@ def test_prompt_learner_matches_the_authors_code(method):
     assert _close(m(images, ctx).detach(), ref["logits"], tol)
     if method.startswith("adv"):
         from robustprompt.config import AdversarialConfig
-        from robustprompt.engine.adversarial import adversarial_images
+        from robustprompt.engine.adversarial import adversarial_images, adversarial_loss
 
         adv_cfg = AdversarialConfig(enabled=True, eps="1/255", alpha="1/255", steps=case.ATTACK["steps"],
                                     random_start=False, loss="half")
         adv = adversarial_images(m, images, labels, ctx, adv_cfg)
         k = images.shape[0] // 2
         assert (adv[k:] - images[k:]).abs().sum().item() == pytest.approx(ref["terms"]["delta_l1"], rel=tol)
-        loss, terms = m.adversarial_loss(images, adv, labels, ctx, "half")
+        loss, terms = adversarial_loss(m, images, adv, labels, ctx, "half")
     else:
         loss, terms = m.loss(images, labels, ctx)
     assert loss.item() == pytest.approx(ref["loss"], rel=tol)

@@ -1,4 +1,4 @@
-"""Adversarial examples for training: PGD through the current prompts (and refiners)."""
+"""Adversarial training: PGD through the current prompts (and refiners), and the objectives on it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch import Tensor
 from ..attacks import eps_value, pgd
 from ..attacks._core import random_start
 from ..config import AdversarialConfig
+from ..errors import ConfigError
 from ..methods.base import TextContext
 
 
@@ -48,3 +49,37 @@ def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext,
         attack_loss = "ce"
     return pgd(classifier, images, labels, adv.eps, alpha=eps_value(adv.alpha), steps=adv.steps,
                random_start=adv.random_start, loss=attack_loss)
+
+
+def adversarial_loss(method, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext, mode: str,
+                     trades_beta: float = 6.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """The adversarial-training objective of any method, given PGD images made through its current prompts.
+
+    half: the method's loss on the first half of the batch clean, the second half adversarial;
+    full: the method's loss on the adversarial images; mean: the mean of the method's loss on the
+    clean and on the adversarial batch; trades: CE(clean) + beta * KL(p_adv || p_clean).
+    A method with `adversarial_terms(clean, attacked, ctx) -> (term, stats)` has that term added, on the
+    rows that were attacked and their clean versions (NAP-Tuning's purification).
+    """
+    if method.no_adversarial_training:
+        raise ConfigError(method.no_adversarial_training)
+    k = images.shape[0] // 2 if mode == "half" else 0
+    if mode == "full":
+        loss, stats = method.loss(adv_images, labels, ctx)
+    elif mode == "mean":
+        clean, clean_stats = method.loss(images, labels, ctx)
+        adv, adv_stats = method.loss(adv_images, labels, ctx)
+        loss, stats = 0.5 * (clean + adv), {**clean_stats, **{f"{k}_adv": v for k, v in adv_stats.items()}}
+    elif mode == "half":
+        loss, stats = method.loss(torch.cat([images[:k], adv_images[k:]]), labels, ctx)
+    else:
+        clean = method(images, ctx)
+        adv = method(adv_images, ctx)
+        ce = F.cross_entropy(clean, labels)
+        kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
+        loss, stats = ce + trades_beta * kl, {"ce": ce.detach(), "kl": kl.detach()}
+    extra = getattr(method, "adversarial_terms", None)
+    if extra is not None:
+        term, extra_stats = extra(images[k:], adv_images[k:], ctx)
+        loss, stats = loss + term, {**stats, **extra_stats}
+    return loss, stats

@@ -25,7 +25,7 @@ from ..data.transforms import eval_transform, train_transform
 from ..errors import ConfigError, RobustPromptError
 from ..methods.registry import create_method, method_config
 from . import distributed
-from .adversarial import adversarial_images
+from .adversarial import adversarial_images, adversarial_loss
 from .checkpoint import load_training_state, save_training_state
 from .progress import progress
 from .evaluate import EvalSpec, evaluate
@@ -85,6 +85,8 @@ def build(cfg: RunConfig, device: str | torch.device = "cpu") -> Setup:
     seed_everything(derive_seed(cfg.seed, "init"))
     method = create_method(cfg.method, backbone, data.classnames, data.template,
                            method_config(cfg.method, cfg.method_cfg))
+    if cfg.adv.enabled and method.no_adversarial_training:
+        raise ConfigError(method.no_adversarial_training)
     try:
         method.prepare(data)
     except ValueError as e:
@@ -193,7 +195,7 @@ def step_loss(method, cfg: RunConfig, cached: bool, x, labels) -> tuple:
         if cached:
             return method.loss_from_features(x, labels, ctx)
         if adv_images is not None:
-            return method.adversarial_loss(x, adv_images, labels, ctx, cfg.adv.loss, cfg.adv.trades_beta)
+            return adversarial_loss(method, x, adv_images, labels, ctx, cfg.adv.loss, cfg.adv.trades_beta)
         return method.loss(x, labels, ctx)
 
 

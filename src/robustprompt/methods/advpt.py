@@ -144,6 +144,8 @@ class AdvPT(CoOp):
     """AdvPT: a CoOp prompt (32 ctx) trained on adversarial embeddings of the frozen image encoder."""
 
     text_only = True
+    no_adversarial_training = ("advpt trains on its own feature-attack bank (method_cfg.bank_*); turn adv.enabled off, "
+                               "or train coop with adv.enabled for end-to-end adversarial training of a CoOp prompt")
 
     def __init__(self, backbone, classnames, template, config: AdvPTConfig):
         super().__init__(backbone, classnames, template, config)
@@ -190,6 +192,3 @@ class AdvPT(CoOp):
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext):
         return self.loss_from_features(self.training_features(images), labels, ctx)
 
-    def adversarial_loss(self, images, adv_images, labels, ctx, mode, trades_beta=6.0):
-        raise ConfigError("advpt trains on its own feature-attack bank (method_cfg.bank_*); turn adv.enabled off, "
-                          "or train coop with adv.enabled for end-to-end adversarial training of a CoOp prompt")

@@ -6,6 +6,8 @@ A method owns learnable parameters on top of a frozen `PromptableCLIP` (`self.ba
   evaluation, never inside an attack loop.
 - `forward(images, ctx)`: logits (B, C) for images in [0, 1].
 - `loss(images, labels, ctx)`: the training objective (default: cross-entropy on the logits).
+- optional `adversarial_terms(clean, attacked, ctx)`: a term the method adds to the engine's adversarial
+  objective (engine/adversarial.py: half / full / mean / TRADES), e.g. NAP-Tuning's purification.
 Text-only methods (`text_only = True`) split `forward` into `image_features` +
 `logits_from_features`, and their training loss into `training_features` (the image side as the
 loss sees it: by default `image_features`, AdvPT's adversarial embedding bank) +
@@ -41,6 +43,8 @@ class Method(nn.Module):
     text_only: ClassVar[bool] = False
     # image towers the method runs on: ("vit",) for methods that edit the image tower's layers
     image_towers: ClassVar[tuple[str, ...]] = ("vit", "resnet")
+    # why the engine's adversarial training (adv.enabled) does not apply to this method; "" = it does
+    no_adversarial_training: ClassVar[str] = ""
 
     def __init__(self, backbone: PromptableCLIP, classnames: list[str], template: str, config):
         super().__init__()
@@ -102,32 +106,6 @@ class Method(nn.Module):
         logits = self(images, ctx)
         loss = F.cross_entropy(logits, labels)
         return loss, {"ce": loss.detach()}
-
-    def adversarial_loss(self, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext,
-                         mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, Tensor]]:
-        """The adversarial-training objective given PGD images made through the current prompts.
-
-        half: the method's loss on the first half of the batch clean, the second half adversarial;
-        full: the method's loss on the adversarial images; mean: the mean of the method's loss on the
-        clean and on the adversarial batch; trades: CE(clean) + beta * KL(p_adv || p_clean).
-        Methods with their own terms (NAP-Tuning's purification) extend this.
-        """
-        if mode == "full":
-            return self.loss(adv_images, labels, ctx)
-        if mode == "mean":
-            clean, clean_stats = self.loss(images, labels, ctx)
-            adv, adv_stats = self.loss(adv_images, labels, ctx)
-            return 0.5 * (clean + adv), {**clean_stats, **{f"{k}_adv": v for k, v in adv_stats.items()}}
-        if mode == "half":
-            k = images.shape[0] // 2
-            mixed = torch.cat([images[:k], adv_images[k:]])
-            return self.loss(mixed, labels, ctx)
-        clean = self(images, ctx)
-        adv = self(adv_images, ctx)
-        ce = F.cross_entropy(clean, labels)
-        kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
-        loss = ce + trades_beta * kl
-        return loss, {"ce": ce.detach(), "kl": kl.detach()}
 
     def loss_from_features(self, image_features: Tensor, labels: Tensor, ctx: TextContext):
         """Loss of a text-only method on cached features: `loss_from_features(training_features(x))` must equal `loss(x)`."""

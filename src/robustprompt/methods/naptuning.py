@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbone import TowerEdits
@@ -152,36 +151,9 @@ class NAPTuning(IVLP):
             _, clean_cls = self._vision(images)
         return self.purification_term(adv_cls, clean_cls)
 
-    def adversarial_loss(self, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext,
-                         mode: str, trades_beta: float = 6.0) -> tuple[Tensor, dict[str, Tensor]]:
-        """Method.adversarial_loss (same half / full / mean / trades objectives) + w_pur * purification term."""
-        stats: dict[str, float] = {}
-        if mode in ("trades", "mean"):
-            clean_f, clean_cls = self._vision(images)
-            adv_f, adv_cls = self._vision(adv_images)
-            clean, adv = self.logits_from_features(clean_f, ctx), self.logits_from_features(adv_f, ctx)
-            ce = F.cross_entropy(clean, labels)
-            if mode == "trades":
-                kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
-                loss = ce + trades_beta * kl
-                stats.update(ce=ce.detach(), kl=kl.detach())
-            else:
-                ce_adv = F.cross_entropy(adv, labels)
-                loss = 0.5 * (ce + ce_adv)
-                stats.update(ce=ce.detach(), ce_adv=ce_adv.detach())
-        else:
-            k = images.shape[0] // 2 if mode == "half" else 0
-            inputs = torch.cat([images[:k], adv_images[k:]]) if k else adv_images
-            feats, cls = self._vision(inputs)
-            loss = F.cross_entropy(self.logits_from_features(feats, ctx), labels)
-            stats["ce"] = loss.detach()
-            adv_cls = {l: h[k:] for l, h in cls.items()}
-            clean_cls = None
-        if self.config.w_pur > 0:
-            if clean_cls is None:  # the attacked images' clean states: a target only, no gradient
-                with torch.no_grad():
-                    _, clean_cls = self._vision(images[k:])
-            pur = self.purification_term(adv_cls, clean_cls)
-            loss = loss + self.config.w_pur * pur
-            stats["pur"] = pur.detach()
-        return loss, stats
+    def adversarial_terms(self, clean: Tensor, attacked: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
+        """w_pur * the purification term, added by the engine to its adversarial objective (none when w_pur = 0)."""
+        if self.config.w_pur <= 0:
+            return torch.zeros((), device=attacked.device), {}
+        pur = self.purification(clean, attacked)
+        return self.config.w_pur * pur, {"pur": pur.detach()}
