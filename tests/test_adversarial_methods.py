@@ -339,6 +339,14 @@ def _values(tree, method, **over):
     return values
 
 
+def test_advpt_refuses_engine_adversarial_training_before_writing(colours, tmp_path):
+    cfg = build_run_config("advpt", values=_values(colours, "advpt", method_cfg={"n_ctx": 4},
+                                                   adv={"enabled": True}))
+    with pytest.raises(ConfigError, match="adv.enabled off"):
+        train(cfg, tmp_path / "advpt")
+    assert not (tmp_path / "advpt").exists()
+
+
 def test_advpt_preset_fills_the_bank_once_in_the_engine(colours, tmp_path):
     cfg = build_run_config("advpt", values=_values(colours, "advpt", method_cfg={"n_ctx": 4},
                                                    train={"epochs": 3}))
