@@ -83,11 +83,16 @@ def create_method(name: str, backbone, classnames: list[str], template: str, con
     return method
 
 
-_BUILTIN = ["zeroshot", "coop", "cocoop", "kgcoop", "ivlp", "maple", "anprompt", "advpt", "naptuning", "promptsrc", "mmrl"]
+_NOT_METHODS = {"base", "registry"}
 
 
 def _import_builtin() -> None:
+    """Import every module of this package: a method registers itself with its decorator, so adding one is
+    its file and its preset, and nothing else."""
     import importlib
+    import pkgutil
+    from pathlib import Path
 
-    for mod in _BUILTIN:
-        importlib.import_module(f"{__package__}.{mod}")
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name not in _NOT_METHODS and not info.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{info.name}")
