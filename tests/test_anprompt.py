@@ -176,6 +176,18 @@ def test_noise_prompts_are_deterministic(tiny_backbone):
     assert a.noise_prompts.shape == (3, tiny_backbone.embed_dim)
 
 
+def test_ablation_without_noise_prompts_uses_the_residual_alone(tiny_backbone):
+    a = make(tiny_backbone)
+    b = make(tiny_backbone, use_noise_prompts=False)
+    with torch.no_grad():
+        b.load_learnable_state(a.learnable_state())
+    assert torch.equal(a.anti_noise_prompts(), a.residual + a.noise_prompts)
+    assert torch.equal(b.anti_noise_prompts(), b.residual)
+    x = images()
+    with torch.no_grad():
+        assert not torch.allclose(a(x, a.class_context()), b(x, b.class_context()))
+
+
 def test_noise_features_are_close_to_clean_and_fused(tiny_backbone, method):
     t = tiny_backbone.text_features([f"a photo of a {c}." for c in CLASSES])
     assert torch.allclose(method.text_frozen, t, atol=1e-5)

@@ -110,3 +110,20 @@ def test_bad_claims_files_are_one_line_errors(tmp_path):
 def _one_outcome(tmp_path):
     (tmp_path / "d.yaml").write_text(CLAIMS)
     return evaluate_claims(load_claims(tmp_path / "d.yaml")[-1:], n_boot=10)
+
+
+def test_a_claim_reads_runs_from_several_folders(claims_dir):
+    """An ablation's runs live beside the full method's: `runs` may list folders, read together."""
+    rng = np.random.default_rng(1)
+    for ds in ("d1", "d2"):
+        for seed in (1, 2, 3):
+            write_run(claims_dir / "ablation", "coop-short", ds, seed,
+                      [_with_images(ds, "base", _bits(rng, 400, 0.6)), _with_images(ds, "novel", _bits(rng, 400, 0.3))])
+    text = CLAIMS.split("  - id: coop-novel")[0].replace("runs: runs", "runs: [runs, ablation]").replace(
+        "a: [coop, maple]", "a: coop").replace("b: zeroshot", "b: coop-short")
+    (claims_dir / "ablation.yaml").write_text(text)
+    (out,) = evaluate_claims(load_claims(claims_dir / "ablation.yaml"), n_boot=500)
+    assert out.verdict == "established" and out.row.result.diff == pytest.approx(0.3, abs=0.06)
+    (claims_dir / "ablation.yaml").write_text(text.replace("runs: [runs, ablation]", "runs: [runs]"))
+    (alone,) = evaluate_claims(load_claims(claims_dir / "ablation.yaml"), n_boot=500)
+    assert alone.verdict == "no runs"

@@ -52,6 +52,8 @@ class ANPromptConfig:
     layer_ref_depth: int = field(default=12, metadata={"help": "the depth first_layer is counted on"})
     beta: float = field(default=0.9, metadata={"help": "vision blend weight at later prompted layers [ours]"})
     init_std: float = field(default=0.02, metadata={"help": "std of the learnable residual R [code]"})
+    use_noise_prompts: bool = field(default=True, metadata={
+        "help": "anti-noise prompts A = R + P_noise; false = A = R alone, the ablation without noise prompts [ours]"})
     # ---- weak-noise text features
     n_noise_views: int = field(default=8, metadata={"help": "M perturbed views per class [ours]"})
     embed_noise_std: float = field(default=0.02, metadata={
@@ -291,8 +293,8 @@ class ANPrompt(TwoBranchHead, Method):
 
     # ------------------------------------------------------------------ prompts and edits
     def anti_noise_prompts(self) -> Tensor:
-        """A = R + P_noise, (K, embed_dim)."""
-        return self.residual + self.noise_prompts
+        """A = R + P_noise, (K, embed_dim); R alone without noise prompts (the ablation)."""
+        return self.residual + self.noise_prompts if self.config.use_noise_prompts else self.residual
 
     def text_edits(self) -> TowerEdits:
         A = self.anti_noise_prompts()

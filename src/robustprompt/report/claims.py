@@ -7,7 +7,8 @@ A claims file (YAML, e.g. bench/claims.yaml) lists claims; each names
     source     where the claim comes from (paper and table)
     statement  the claim in words
     published  the published numbers, as text
-    runs       the folder of run directories that answers it (relative to the claims file's folder)
+    runs       the folder of run directories that answers it (relative to the claims file's folder), or a
+               list of folders read together (an ablation's runs beside the full method's)
     a, b       the two methods (report labels); `a` may be a list: one row per method against b
     evaluation the comparison's evaluation ("clean_acc", "pgd_acc eps=1/255 steps=100", ...)
     split      base | novel | all | HM
@@ -24,6 +25,7 @@ typed by hand.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +83,8 @@ def load_claims(path: str | Path) -> list[Claim]:
             raise RobustPromptError(f"{where} ({item['id']}) has unknown keys {', '.join(unknown)}")
         if item.get("direction", "greater") not in ("greater", "less"):
             raise RobustPromptError(f"{where} ({item['id']}): direction must be 'greater' or 'less'")
-        runs = str((path.parent / str(item["runs"])))
+        folders = item["runs"] if isinstance(item["runs"], list) else [item["runs"]]
+        runs = os.pathsep.join(str(path.parent / str(f)) for f in folders)
         methods = item["a"] if isinstance(item["a"], list) else [item["a"]]
         for m in methods:
             values = {**item, "a": str(m), "runs": runs}
@@ -119,13 +122,14 @@ def evaluate_claims(claims: list[Claim], *, n_boot: int = 4000) -> list[Outcome]
     out = []
     for c in claims:
         if c.runs not in cache:
+            folders = [f for f in c.runs.split(os.pathsep) if Path(f).exists()]
             try:
-                cache[c.runs] = collect([c.runs]).runs if Path(c.runs).exists() else []
+                cache[c.runs] = collect(folders).runs if folders else []
             except RobustPromptError:
                 cache[c.runs] = []
         runs = cache[c.runs]
         if not runs:
-            out.append(Outcome(c, None, "no runs", f"no run directories under {c.runs}"))
+            out.append(Outcome(c, None, "no runs", f"no run directories under {c.runs.replace(os.pathsep, ', ')}"))
             continue
         a, b = (c.a, c.b) if c.direction == "greater" else (c.b, c.a)
         try:

@@ -1,0 +1,14 @@
+# The ablation runs of bench/ablations.yaml (the full methods' runs are the suite's: suite-b2n and
+# suite-robustness). Each command is resumable; when it ends copy its runs (config.yaml, results.json,
+# log.txt) to bench/results/suite-ablations/<label>/ and regenerate docs/ablations.md:
+#   .venv/bin/robustprompt report --claims bench/ablations.yaml --write docs/ablations.md
+SUITE=emoji-animals,emoji-food,emoji-vehicles,emoji-scenes,emoji-faces,emoji-signs,emoji-objects,emoji-plants,emoji-actions,emoji-people,emoji-clothing
+B2N=".venv/bin/robustprompt bench b2n --model robustprompt-small --datasets $SUITE --methods anprompt --seeds 1 --noise none"
+$B2N --set label=anprompt-no-noise-prompts --set method_cfg.use_noise_prompts=false --out runs/ablations/anprompt-no-noise-prompts
+$B2N --set label=anprompt-no-nrvpp --set method_cfg.s=1.0 --out runs/ablations/anprompt-no-nrvpp
+$B2N --set label=anprompt-no-waloss --set method_cfg.w_wa=0 --out runs/ablations/anprompt-no-waloss
+# NAP-Tuning: the same budget as the suite's robustness runs (20 epochs, emoji-food, seed 1)
+ROB=".venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20"
+$ROB --methods naptuning --set label=naptuning-no-refiners --set method_cfg.refine_vision=none --out runs/ablations/naptuning-no-refiners
+$ROB --methods naptuning --set label=naptuning-purification --set method_cfg.w_pur=1 --out runs/ablations/naptuning-purification
+$ROB --methods naptuning-v1 --out runs/ablations/naptuning-v1
