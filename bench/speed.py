@@ -30,6 +30,8 @@ robustprompt-tiny uses its shipped weights, or random ones while they are missin
 
   g  an adversarial training step with the half objective (IVLP, PGD-2, the AdvIVLP preset): attacking
      the whole batch (before) / only the half the objective uses (the engine now); same images.
+  h  a CoCoOp training step at its preset's batch of 1, with the text forward its class context used to
+     run (unused: CoCoOp's class features are built per image) / without it, as now.
 
 `--quick` shrinks batches, repeats and epochs (for development, not for reporting).
 """
@@ -279,6 +281,25 @@ def tower_rows(t: Table, name, pretrained, device, batch, quick, do_profile, pea
               "adversarial half", r["whole"] / r["half"], "x", note=f"{r['whole'] * 1e3:.0f} vs {r['half'] * 1e3:.0f} "
               f"ms; IVLP, PGD-2, batch {x.shape[0]}, fp32; same images (tests/test_adversarial_methods.py)")
 
+    # h: a CoCoOp training step at its preset's batch of 1: the class context used to run a text forward
+    # over every class that nothing read (CoCoOp builds class features per image)
+    if "h" in rows:
+        cocoop = create_method("cocoop", backbone, CLASSES, "a photo of a {}.", {}).to(device).train()
+        x1, y1 = x[:1], y[:1]
+
+        def cocoop_step(with_unused_text_forward):
+            def step():
+                ctx = cocoop.class_context()
+                if with_unused_text_forward:
+                    cocoop.class_features(ctx.classnames)
+                loss, _ = cocoop.loss(x1, y1, ctx)
+                loss.backward()
+            return step
+
+        r = alternate({"before": cocoop_step(True), "now": cocoop_step(False)}, device, warm, reps, min_time)
+        t.add(name, "h", "CoCoOp training step, batch 1: with the unused class-context text forward / without",
+              r["before"] / r["now"], "x", note=f"{r['before'] * 1e3:.0f} vs {r['now'] * 1e3:.0f} ms; {len(CLASSES)} classes, fp32")
+
     # e (and c): an engine training step of IVLP, fp32 and bf16
     steps, flops = {}, {}
     if "e" in rows:
@@ -423,7 +444,7 @@ def main(argv=None) -> int:
                                               "(default: shipped weights, else random)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    ap.add_argument("--skip", default="", help="comma-separated rows to skip: a,b,c,d,e,f,g")
+    ap.add_argument("--skip", default="", help="comma-separated rows to skip: a,b,c,d,e,f,g,h")
     ap.add_argument("--batch", type=int, help="batch of rows a, b, e for every model (default: per model, "
                                               "sized for a CPU)")
     ap.add_argument("--repeats", type=int, help="at least this many timings per measurement (default 5; quick 3)")
@@ -463,7 +484,7 @@ def main(argv=None) -> int:
             pretrained = args.tiny_pretrained or (None if shipped_weights(name) else "random")
         shown = pretrained or "embedded"
         print(f"\n[{name}] weights: {shown}", flush=True)
-        rows = {"a", "b", "e", "f", "g"} - skip
+        rows = {"a", "b", "e", "f", "g", "h"} - skip
         if rows - {"f"}:  # f needs the training step of e
             tower_rows(t, name, pretrained, device, batch, args.quick, args.profile, peaks, rows, args.repeats)
         if "c" not in skip and name.startswith("robustprompt-"):

@@ -74,3 +74,19 @@ def test_engine_trains_and_reloads(tmp_path):
     assert res["evaluations"][-1]["metric"] == "clean_acc"
     _, loaded = load_run(tmp_path / "run")
     assert loaded.meta_net.linear1.weight.abs().sum() > 0
+
+
+def test_class_context_runs_no_text_forward(tiny_backbone):
+    """The engine builds the class context once per training step; CoCoOp's class side depends on the
+    image, so its context holds the names only and costs no text forward."""
+    co = make(tiny_backbone).train()
+    calls = []
+    original = tiny_backbone.text
+    tiny_backbone.text = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        ctx = co.class_context()
+        assert not calls and ctx.features is None and ctx.classnames == tuple(NAMES)
+        co(images(2), ctx)
+        assert calls  # the per-image class features
+    finally:
+        del tiny_backbone.text

@@ -172,6 +172,8 @@ def test_class_chunks_give_the_same_features_and_gradients(name, tiny_backbone):
         for p in m.parameters():
             p.grad = None
         ctx = m.class_context(chunk=chunk)
+        if ctx.features is None:
+            pytest.skip(f"{name}'s class context holds no features (its class side is built per image)")
         if ctx.features.requires_grad:
             (ctx.features * torch.linspace(-1, 1, ctx.features.numel()).view_as(ctx.features)).sum().backward()
         out[chunk] = ctx.features.detach(), {n: p.grad for n, p in m.learnable_parameters().items()}

@@ -17,7 +17,8 @@ from ..methods.base import TextContext
 
 def detached(ctx: TextContext) -> TextContext:
     extra = {k: v.detach() if torch.is_tensor(v) else v for k, v in (ctx.extra or {}).items()} if ctx.extra else None
-    return dataclasses.replace(ctx, features=ctx.features.detach(), extra=extra)
+    features = ctx.features.detach() if ctx.features is not None else None
+    return dataclasses.replace(ctx, features=features, extra=extra)
 
 
 def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext, adv: AdversarialConfig) -> Tensor:

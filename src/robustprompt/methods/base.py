@@ -31,7 +31,7 @@ from ..errors import CheckpointError
 class TextContext:
     """Class-side state for one set of class names."""
 
-    features: Tensor  # (C, E), L2-normalised
+    features: Tensor | None  # (C, E), L2-normalised; None where the class side depends on the image (CoCoOp)
     classnames: tuple[str, ...]
     seen: bool  # the classes the method was trained on (ANPrompt's inference rule needs this)
     extra: dict[str, Any] | None = None

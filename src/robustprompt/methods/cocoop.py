@@ -55,6 +55,12 @@ class CoCoOp(Method):
         emb, eot = self.prompt.embeddings(classnames)
         return self.backbone.text(emb, eot).features
 
+    def class_context(self, classnames=None, chunk: int = 0) -> TextContext:
+        """The class names only: every image has its own class features, built in `forward`, so no text
+        forward runs here (the engine calls this once per training step)."""
+        names = tuple(classnames) if classnames is not None else self.classnames
+        return TextContext(None, names, names == self.classnames)
+
     def forward(self, images: Tensor, ctx: TextContext) -> Tensor:
         f = F.normalize(self.backbone.encode_image(images), dim=-1)
         shift = self.meta_net(f)  # (B, D)
