@@ -70,7 +70,7 @@ def adversarial_loss(method, images: Tensor, adv_images: Tensor, labels: Tensor,
     elif mode == "mean":
         clean, clean_stats = method.loss(images, labels, ctx)
         adv, adv_stats = method.loss(adv_images, labels, ctx)
-        loss, stats = 0.5 * (clean + adv), {**clean_stats, **{f"{k}_adv": v for k, v in adv_stats.items()}}
+        loss, stats = 0.5 * (clean + adv), {**clean_stats, **{f"{name}_adv": v for name, v in adv_stats.items()}}
     elif mode == "half":
         loss, stats = method.loss(torch.cat([images[:k], adv_images[k:]]), labels, ctx)
     else:
