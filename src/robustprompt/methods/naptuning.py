@@ -145,7 +145,7 @@ class NAPTuning(IVLP):
         return (per_image / width).mean()
 
     def purification(self, images: Tensor, adv_images: Tensor) -> Tensor:
-        """The purification term of adversarial images against their clean versions (a test helper)."""
+        """The purification term of adversarial images against their clean versions (their refined CLS states)."""
         _, adv_cls = self._vision(adv_images)
         with torch.no_grad():
             _, clean_cls = self._vision(images)
