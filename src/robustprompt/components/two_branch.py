@@ -42,6 +42,14 @@ class TwoBranchHead:
         v_cls, v_rep = self.vision_features(images)
         return fused_logits(self, v_cls, v_rep, ctx, self.fusion_weight)
 
+    def branch_terms(self, images: Tensor, labels: Tensor, ctx) -> dict[str, Tensor]:
+        """`branch_losses` of these images against the frozen features `self.text_frozen`, with v_rep."""
+        if not ctx.seen:
+            raise ValueError(f"{type(self).__name__}'s loss needs the context of its training classes (class_context())")
+        v_cls, v_rep = self.vision_features(images)
+        return {**branch_losses(self, images, v_cls, v_rep, labels, ctx, self.fusion_weight, self.text_frozen),
+                "v_rep": v_rep}
+
 
 def branch_losses(method, images: Tensor, v_cls: Tensor, v_rep: Tensor, labels: Tensor, ctx, weight: float,
                   text_frozen: Tensor) -> dict[str, Tensor]:

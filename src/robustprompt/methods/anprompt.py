@@ -32,7 +32,7 @@ from ..backbone import LayerEdit, TowerEdits
 from ..components.context import TemplateTokens, TextContextPrompt
 from ..components.kmeans import kmeans
 from ..components.lora import LowRankUpdate
-from ..components.two_branch import TwoBranchHead, branch_losses, prompted_layers
+from ..components.two_branch import TwoBranchHead, prompted_layers
 from ..config import check
 from ..errors import ConfigError
 from .base import Method, TextContext
@@ -333,15 +333,13 @@ class ANPrompt(TwoBranchHead, Method):
 
     # ------------------------------------------------------------------ training objective
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
-        if not ctx.seen:
-            raise ValueError("ANPrompt's loss needs the context of its training classes (class_context())")
         cfg = self.config
         if cfg.train_noise and self.training:
             from ..attacks.noise import apply_image_noise
 
             images = apply_image_noise(images, cfg.train_noise)
-        v_cls, v_rep = self.vision_features(images)
-        t = branch_losses(self, images, v_cls, v_rep, labels, ctx, cfg.s, self.text_frozen)
+        t = self.branch_terms(images, labels, ctx)
+        v_rep = t["v_rep"]
         target = self.wa_features if self.wa_features is not None else self.noise_features
         z_noise = self.backbone.logit_scale * F.normalize(v_rep, dim=-1) @ target.t().to(v_rep.dtype)
         wa = wa_loss(z_noise, t["z_cls"], cfg.wa_scale_grad)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..backbone import LayerEdit, TowerEdits
 from ..components.context import TemplateTokens
-from ..components.two_branch import TwoBranchHead, branch_losses, prompted_layers
+from ..components.two_branch import TwoBranchHead, prompted_layers
 from ..config import check
 from .base import Method, TextContext
 from .registry import register_method
@@ -102,10 +102,7 @@ class MMRL(TwoBranchHead, Method):
         return self.config.alpha
 
     def loss(self, images: Tensor, labels: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
-        if not ctx.seen:
-            raise ValueError("MMRL's loss needs the context of its training classes (class_context())")
-        v_cls, v_rep = self.vision_features(images)
-        t = branch_losses(self, images, v_cls, v_rep, labels, ctx, self.config.alpha, self.text_frozen)
+        t = self.branch_terms(images, labels, ctx)
         loss = t["ce"] + self.config.reg_weight * (t["img"] + t["txt"])
         return loss, {"ce_cls": t["ce_cls"].detach(), "ce_rep": t["ce_rep"].detach(), "reg_img": t["img"].detach(),
                       "reg_txt": t["txt"].detach()}
