@@ -147,7 +147,7 @@ def test_load_learnable_state_rejects_wrong_keys_and_shapes(name, tiny_backbone)
 @pytest.mark.parametrize("name", list_methods())
 def test_text_only_loss_from_cached_features_equals_loss(name, tiny_backbone, batch):
     m = make(name, tiny_backbone)
-    if not m.text_only:
+    if not m.frozen_image_side:
         pytest.skip(f"{name} prompts the image tower")
     images, labels = batch
     m.train()

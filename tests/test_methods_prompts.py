@@ -163,7 +163,7 @@ def test_ivlp_initialisation_follows_the_authors(tiny_backbone):
 def test_ivlp_language_only(tiny_backbone):
     bb = tiny_backbone
     m = make("ivlp", bb, depth_vision=0)
-    assert m.text_only and m.vision_prompt is None
+    assert m.frozen_image_side and m.vision_prompt is None
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(m.image_features(x), bb.encode_image(x))
@@ -234,7 +234,7 @@ def test_kgcoop_defaults_reuse_coop(tiny_backbone):
     from robustprompt.methods.coop import CoOp
 
     m = make("kgcoop", tiny_backbone)
-    assert isinstance(m, CoOp) and m.text_only
+    assert isinstance(m, CoOp) and m.frozen_image_side
     assert list(m.learnable_parameters()) == ["prompt.ctx"] and m.prompt.ctx.shape == (4, tiny_backbone.text_width)
     assert m.config.kg_weight == 8.0 and m.prompt.prefix_text == "a photo of a"
 

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 def cache_blockers(cfg: RunConfig, method) -> list[str]:
     """Why the training features of `method` under `cfg` may change between epochs (empty: cacheable)."""
     reasons = []
-    if not getattr(method, "text_only", False):
+    if not getattr(method, "frozen_image_side", False):
         reasons.append(f"method {cfg.method!r} learns on the image side (it is not text-only)")
     if cfg.data.train_augment:
         reasons.append("data.train_augment is true (random crops and flips differ every epoch)")

@@ -143,7 +143,7 @@ class AdvPTConfig(CoOpConfig):
 class AdvPT(CoOp):
     """AdvPT: a CoOp prompt (32 ctx) trained on adversarial embeddings of the frozen image encoder."""
 
-    text_only = True
+    frozen_image_side = True
     no_adversarial_training = ("advpt trains on its own feature-attack bank (method_cfg.bank_*); turn adv.enabled off, "
                                "or train coop with adv.enabled for end-to-end adversarial training of a CoOp prompt")
 

@@ -8,10 +8,10 @@ A method owns learnable parameters on top of a frozen `PromptableCLIP` (`self.ba
 - `loss(images, labels, ctx)`: the training objective (default: cross-entropy on the logits).
 - optional `adversarial_terms(clean, attacked, ctx)`: a term the method adds to the engine's adversarial
   objective (engine/adversarial.py: half / full / mean / TRADES), e.g. NAP-Tuning's purification.
-Text-only methods (`text_only = True`) split `forward` into `image_features` +
-`logits_from_features`, and their training loss into `training_features` (the image side as the
-loss sees it: by default `image_features`, AdvPT's adversarial embedding bank) +
-`loss_from_features`, so the engine may cache `training_features` across epochs.
+A method whose image side is frozen (`frozen_image_side = True`: the text-only methods) splits `forward`
+into `image_features` + `logits_from_features`, and its training loss into `training_features` (the
+image side as the loss sees it: by default `image_features`, AdvPT's adversarial embedding bank) +
+`loss_from_features`, so that the engine may cache `training_features` across epochs.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class TextContext:
 class Method(nn.Module):
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
-    text_only: ClassVar[bool] = False
+    frozen_image_side: ClassVar[bool] = False
     # image towers the method runs on: ("vit",) for methods that edit the image tower's layers
     image_towers: ClassVar[tuple[str, ...]] = ("vit", "resnet")
     # why the engine's adversarial training (adv.enabled) does not apply to this method; "" = it does

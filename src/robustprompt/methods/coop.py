@@ -28,7 +28,7 @@ class CoOpConfig:
 class CoOp(Method):
     """CoOp: n_ctx learnable context vectors in front of the class name (text tower only)."""
 
-    text_only = True
+    frozen_image_side = True
 
     def __init__(self, backbone, classnames, template, config: CoOpConfig):
         super().__init__(backbone, classnames, template, config)

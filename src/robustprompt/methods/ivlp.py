@@ -90,7 +90,7 @@ class IVLP(DeepVLPrompting):
         self.vision_prompt = (LayerPrompts(range(self.depth_vision), config.n_ctx_vision, backbone.vision_width,
                                            config.init_std) if self.depth_vision else None)
         if self.vision_prompt is None:
-            self.text_only = True  # language-only IVLP: the image tower is frozen, its features may be cached
+            self.frozen_image_side = True  # language-only IVLP: the image tower is frozen, its features may be cached
 
     def vision_edits(self) -> TowerEdits:
         if self.vision_prompt is None:

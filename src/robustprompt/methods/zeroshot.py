@@ -23,7 +23,7 @@ class ZeroShotConfig:
 class ZeroShotCLIP(Method):
     """Zero-shot CLIP with the dataset's prompt template."""
 
-    text_only = True
+    frozen_image_side = True
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
         template = self.config.template or self.template
