@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import prompt_learners_case as case  # noqa: E402
-from common import Node, checkout_commit, load_module, no_half  # noqa: E402
+from common import Node, checkout_commit, load_module, no_half, stub_dassl  # noqa: E402
 
 N_CTX = 32
 BANK = {"eps": 8 / 255, "steps": 10}
@@ -60,18 +60,7 @@ def main(argv=None) -> int:
 
         sys.modules["pkg_resources"] = types.SimpleNamespace(packaging=packaging)
 
-    class Registry:
-        def register(self, *a, **k):
-            return lambda obj: obj
-
-    stand_in = {"dass": {}, "dass.engine": {"TRAINER_REGISTRY": Registry(), "TrainerX": object},
-                "dass.metrics": {"compute_accuracy": None},
-                "dass.utils": {"load_pretrained_weights": None, "load_checkpoint": None},
-                "dass.optim": {"build_optimizer": None, "build_lr_scheduler": None}}
-    for name, attrs in stand_in.items():
-        mod = types.ModuleType(name)
-        mod.__dict__.update(attrs)
-        sys.modules[name] = mod
+    stub_dassl("dass")
     sys.path.insert(0, str(root))
     import clip.model as clip_model_mod
 

@@ -31,9 +31,9 @@ class Node(dict):
         return Node(value) if isinstance(value, dict) else value
 
 
-def stub_dassl() -> None:
-    """Install an empty `dassl` package: the official trainer files import it at module level for their
-    Trainer classes, which the fixtures never use (only the model classes above them)."""
+def stub_dassl(package: str = "dassl") -> None:
+    """Install an empty `dassl` package (AdvPT's copy is called `dass`): the official trainer files import it at
+    module level for their Trainer classes, which the fixtures never use (only the model classes above them)."""
     import sys
     import types
 
@@ -41,11 +41,12 @@ def stub_dassl() -> None:
         def register(self, *args, **kwargs):
             return (lambda obj: obj) if not args else args[0]
 
-    names = {"dassl": {}, "dassl.engine": {"TRAINER_REGISTRY": Registry(), "TrainerX": object},
-             "dassl.metrics": {"compute_accuracy": None},
-             "dassl.utils": {"load_pretrained_weights": None, "load_checkpoint": None},
-             "dassl.optim": {"build_optimizer": None, "build_lr_scheduler": None}}
-    for name, attrs in names.items():
+    names = {"": {}, ".engine": {"TRAINER_REGISTRY": Registry(), "TrainerX": object},
+             ".metrics": {"compute_accuracy": None},
+             ".utils": {"load_pretrained_weights": None, "load_checkpoint": None},
+             ".optim": {"build_optimizer": None, "build_lr_scheduler": None}}
+    for suffix, attrs in names.items():
+        name = package + suffix
         mod = types.ModuleType(name)
         mod.__dict__.update(attrs)
         sys.modules[name] = mod
