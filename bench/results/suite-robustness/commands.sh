@@ -1,0 +1,14 @@
+# Robustness runs on the emoji suite (robustprompt-small), read by bench/claims.yaml (v5, s4, s5) and
+# bench/ablations.yaml. Each command is resumable (finished runs and recorded evaluations are skipped);
+# only config.yaml, results.json and log.txt of each run are kept here, under runs/.
+#
+# Budget: 20 epochs instead of the presets' 100 for the three adversarially trained methods (every
+# other setting is the preset's): on 2 CPU cores NAP-Tuning's PGD-10 training at 100 epochs takes
+# hours per dataset. Zero-shot was run first, without the --set (it has no training).
+# PGD-100 on all 1000 test images of emoji-food (all 100 classes); AutoAttack (standard) on a fixed
+# seeded 500-image subset, at 1/255.
+OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
+    --methods zeroshot --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --out runs/suite-robustness
+OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
+    --methods advivlp,advmaple,naptuning --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 \
+    --set train.epochs=20 --out runs/suite-robustness
