@@ -151,3 +151,53 @@ def test_report_compare_prints_and_renders(two_methods, tmp_path, capsys):
     fails(capsys, ["report", str(two_methods), "--out", str(tmp_path / "r2"), "--compare", "coop"], "two different")
     fails(capsys, ["report", str(two_methods), "--out", str(tmp_path / "r3"), "--compare", "coop,maple"],
           "no runs of 'maple'")
+
+
+def test_change_under_noise_is_paired_per_image_and_agrees_with_a_hand_computation():
+    """The accuracy change under a noise (right under the noise minus right without it, per image) of A
+    against B's; for HM the clean and noisy splits are resampled together (the same images)."""
+    clean_a = np.array([[1, 1, 1, 1, 0, 0]], dtype=bool)
+    noisy_a = np.array([[1, 1, 1, 0, 0, 0]], dtype=bool)  # A loses one image of six
+    clean_b = np.array([[1, 1, 1, 1, 1, 0]], dtype=bool)
+    noisy_b = np.array([[1, 0, 0, 0, 1, 0]], dtype=bool)  # B loses three
+    cells = (Cell({"all": noisy_a.astype(np.int8) - clean_a}), Cell({"all": noisy_b.astype(np.int8) - clean_b}))
+    c = compare([cells], n_boot=40000, seed=0)
+    assert (c.a, c.b, c.diff) == (pytest.approx(-1 / 6), pytest.approx(-3 / 6), pytest.approx(2 / 6))
+    # per image d = change_A - change_B = (0, 1, 1, 0, 0, 0): standard error sqrt((1/3)(2/3) / 6)
+    assert c.se_images == pytest.approx(np.sqrt((1 / 3) * (2 / 3) / 6), rel=0.02)
+    assert c.mcnemar_p is None and c.n_images == 6  # not right / wrong per image: no McNemar
+    hm = compare([tuple(Cell({"base": n, "novel": n, "base@clean": k, "novel@clean": k}) for n, k in
+                        ((noisy_a, clean_a), (noisy_b, clean_b)))], "hm_change", n_boot=2000, seed=0)
+    # base = novel, so each HM is the accuracy itself: the same values as above
+    assert (hm.a, hm.b, hm.diff) == (pytest.approx(-1 / 6), pytest.approx(-3 / 6), pytest.approx(2 / 6))
+    assert hm.n_images == 12  # base and novel, not their clean copies
+
+
+def test_compare_rows_include_the_change_under_each_noise(tmp_path):
+    from test_report import rec, write_run
+
+    from robustprompt.report.collect import collect
+    from robustprompt.report.compare import comparison_rows
+
+    def bits(flags):
+        return "".join("1" if f else "0" for f in flags)
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        for method, p_drop in (("a", 0.0), ("b", 0.3)):
+            records = []
+            for split in ("base", "novel"):
+                clean = rng.random(300) < 0.8
+                noisy = clean & (rng.random(300) >= p_drop)
+                for metric, flags, extra in (("clean_acc", clean, {}), ("noise_acc", noisy, {"noise": "blur:1"})):
+                    records.append(rec("d1", split, metric, flags.mean(), n=300, correct=bits(flags),
+                                       items_sha256=f"d1-{split}", **extra))
+            write_run(root, method, "d1", seed, records)
+    rows, notes = comparison_rows(collect([root]).runs, "a", "b", n_boot=500)
+    by = {(r.evaluation, r.split): r.result for r in rows}
+    assert not notes
+    assert ("noise_change noise=blur:1", "HM") in by and ("noise_change noise=blur:1", "base") in by
+    change = by[("noise_change noise=blur:1", "base")]
+    assert change.a == 0.0 and change.b == pytest.approx(-0.24, abs=0.04)  # B loses 30% of 80%
+    assert by[("noise_change noise=blur:1", "HM")].verdict == "established"  # A drops less than B

@@ -8,8 +8,10 @@ the subsets' differences, which widens the interval rather than narrowing it. On
 dataset and evaluation (metric, split; eps, steps or noise where set), an HM row where base and
 novel accuracy were both measured, one "average" row per evaluation kind over the datasets
 evaluated in-domain (the evaluation's dataset is the training dataset), and one "SRC -> average"
-row per source over the other datasets its runs were tested on (cross-dataset transfer). The claim tested is
-"A > B"; the verdict reads the 95% interval of A - B.
+row per source over the other datasets its runs were tested on (cross-dataset transfer). Under a weak noise
+also a "noise_change" row: the accuracy (or HM) under the noise minus without it, per method, paired
+per image (a smaller drop is a larger change). The claim tested is "A > B"; the verdict reads the 95%
+interval of A - B.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ def _describe_variant(v: tuple) -> str:
     metric, attack, eps, steps, noise = v
     parts = [metric] + [f"{k}={x}" for k, x in (("eps", eps), ("steps", steps if attack else ""), ("noise", noise)) if x]
     return " ".join(parts)
+
+
+CLEAN = ("clean_acc", "", "", "", "")
+
+
+def _change_pairs(noisy: dict, clean: dict) -> dict[str, tuple[Cell, Cell]]:
+    """Per split, the (A, B) cells of the accuracy change under a noise: per image, right under the noise
+    minus right without it (-1, 0, 1), and for HM the noisy and clean base / novel matrices together (the
+    same images, resampled together). Only splits evaluated both ways, on the same images."""
+    out: dict[str, tuple[Cell, Cell]] = {}
+    shared = [s for s in sorted(noisy) if s in clean and all(noisy[s][i].shape == clean[s][i].shape for i in (0, 1))]
+    for s in shared:
+        out[s] = tuple(Cell({s: noisy[s][i].astype(np.int8) - clean[s][i].astype(np.int8)}) for i in (0, 1))
+    if "base" in shared and "novel" in shared:
+        out["HM"] = tuple(Cell({"base": noisy["base"][i], "novel": noisy["novel"][i],
+                                "base@clean": clean["base"][i], "novel@clean": clean["novel"][i]}) for i in (0, 1))
+    return out
 
 
 def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> tuple[list[ComparisonRow], list[str]]:
@@ -97,9 +116,17 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
             rows.append(ComparisonRow(scope, desc, "HM", compare([pair], "hm", n_boot=n_boot)))
             if train_ds == eval_ds:
                 pooled[(desc, "HM")].append(pair)
+        clean = cells.get((train_ds, eval_ds, CLEAN))
+        if variant[VARIANT_KEYS.index("noise")] and clean:
+            for split, pair in _change_pairs(splits, clean).items():
+                kind = "hm_change" if split == "HM" else "acc"
+                change = desc.replace("noise_acc", "noise_change", 1)
+                rows.append(ComparisonRow(scope, change, split, compare([pair], kind, n_boot=n_boot)))
+                if train_ds == eval_ds:
+                    pooled[(change, split)].append(pair)
     for (desc, split), pairs in sorted(pooled.items()):
         if len(pairs) > 1:
-            kind = "hm" if split == "HM" else "acc"
+            kind = ("hm_change" if desc.startswith("noise_change") else "hm") if split == "HM" else "acc"
             rows.append(ComparisonRow(f"average of {len(pairs)}", desc, split, compare(pairs, kind, n_boot=n_boot)))
     for (train_ds, desc, split), pairs in sorted(transfer.items()):
         if len(pairs) > 1:

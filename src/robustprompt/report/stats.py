@@ -85,9 +85,14 @@ def _hm(b, n):
 
 
 def _per_seed(cell_accs: dict[str, np.ndarray], kind: str) -> np.ndarray:
-    """(R, S) statistic per replicate and seed from split -> (R, S) accuracies."""
+    """(R, S) statistic per replicate and seed from split -> (R, S) accuracies.
+
+    kind "hm": the HM of splits base and novel; "hm_change": that HM minus the HM of the reference
+    splits base@clean and novel@clean (the same images under another condition); "acc": the mean."""
     if kind == "hm":
         return _hm(cell_accs["base"], cell_accs["novel"])
+    if kind == "hm_change":
+        return _hm(cell_accs["base"], cell_accs["novel"]) - _hm(cell_accs["base@clean"], cell_accs["novel@clean"])
     return np.mean(list(cell_accs.values()), axis=0)
 
 
@@ -100,10 +105,13 @@ def _image_replicates(datasets: list[tuple[Cell, ...]], kind: str, n_boot: int, 
     for cells in datasets:
         weights = {}
         for split, m in cells[0].splits.items():
-            N = m.shape[1]
-            w = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot).astype(np.float64)
-            w[0] = 1.0
-            weights[split] = w / N
+            images = split.split("@")[0]  # "base@clean" holds the same images as "base": one resampling
+            if images not in weights:
+                N = m.shape[1]
+                w = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot).astype(np.float64)
+                w[0] = 1.0
+                weights[images] = w / N
+            weights[split] = weights[images]
         for j, cell in enumerate(cells):
             accs = {split: weights[split] @ m.T.astype(np.float64) for split, m in cell.splits.items()}
             out[j].append(_per_seed(accs, kind))
@@ -198,12 +206,13 @@ def compare(pairs: list[tuple[Cell, Cell]], kind: str = "acc", level: float = LE
     ra, rb = _image_replicates(list(pairs), kind, n_boot, seed)
     d = _combine([x - y for x, y in zip(ra, rb)], level, lowest=-1.0)
     p = None
-    if kind == "acc":
+    binary = all(np.isin(c.splits[s], (0, 1)).all() for pair in pairs for c in pair for s in c.splits)
+    if kind == "acc" and binary:  # McNemar needs right / wrong per image, not a change
         flat = lambda side: np.concatenate([c.splits[s].ravel() for pair in pairs  # noqa: E731
                                             for c in (pair[side],) for s in sorted(c.splits)])
         p = mcnemar_p(flat(0), flat(1))
     return Comparison(a=float(np.mean([r[0].mean() for r in ra])), b=float(np.mean([r[0].mean() for r in rb])),
                       diff=d.value, low=d.low, high=d.high, verdict=verdict(d.low, d.high), n_datasets=len(pairs),
                       n_seeds=min(r.shape[1] for r in ra),
-                      n_images=sum(m.shape[1] for a, _ in pairs for m in a.splits.values()),
+                      n_images=sum(m.shape[1] for a, _ in pairs for s, m in a.splits.items() if "@" not in s),
                       se_seeds=d.se_seeds, se_images=d.se_images, mcnemar_p=p)
