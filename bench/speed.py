@@ -290,8 +290,8 @@ def tower_rows(t: Table, name, pretrained, device, batch, quick, do_profile, pea
         def cocoop_step(with_unused_text_forward):
             def step():
                 ctx = cocoop.class_context()
-                if with_unused_text_forward:
-                    cocoop.class_features(ctx.classnames)
+                if with_unused_text_forward:  # what the class context used to run
+                    cocoop.backbone.text(*cocoop.prompt.embeddings(ctx.classnames))
                 loss, _ = cocoop.loss(x1, y1, ctx)
                 loss.backward()
             return step

@@ -29,13 +29,6 @@ def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext,
     attacked, so only that half is attacked (the first half is returned clean); its random start is
     still drawn for the whole batch, so the draws and the RNG's state stay what attacking all of it gave."""
     ctx = detached(ctx)
-    if adv.loss == "half":
-        k = images.shape[0] // 2
-        eps = eps_value(adv.eps)
-        start = random_start(images, eps, "Linf", None)[k:] if adv.random_start else None
-        attacked = pgd(lambda x: method(x, ctx), images[k:], labels[k:], eps, alpha=eps_value(adv.alpha),
-                       steps=adv.steps, random_start=False, start=start)
-        return torch.cat([images[:k], attacked])
 
     def classifier(x):
         return method(x, ctx)
@@ -48,8 +41,12 @@ def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext,
             return F.kl_div(F.log_softmax(logits, dim=-1), p_clean, reduction="none").sum(-1)
     else:
         attack_loss = "ce"
-    return pgd(classifier, images, labels, adv.eps, alpha=eps_value(adv.alpha), steps=adv.steps,
-               random_start=adv.random_start, loss=attack_loss)
+    k = images.shape[0] // 2 if adv.loss == "half" else 0
+    eps = eps_value(adv.eps)
+    start = random_start(images, eps, "Linf", None)[k:] if adv.random_start else None
+    attacked = pgd(classifier, images[k:], labels[k:], eps, alpha=eps_value(adv.alpha), steps=adv.steps,
+                   random_start=False, start=start, loss=attack_loss)
+    return torch.cat([images[:k], attacked]) if k else attacked
 
 
 def adversarial_loss(method, images: Tensor, adv_images: Tensor, labels: Tensor, ctx: TextContext, mode: str,
@@ -59,8 +56,8 @@ def adversarial_loss(method, images: Tensor, adv_images: Tensor, labels: Tensor,
     half: the method's loss on the first half of the batch clean, the second half adversarial;
     full: the method's loss on the adversarial images; mean: the mean of the method's loss on the
     clean and on the adversarial batch; trades: CE(clean) + beta * KL(p_adv || p_clean).
-    A method with `adversarial_terms(clean, attacked, ctx) -> (term, stats)` has that term added, on the
-    rows that were attacked and their clean versions (NAP-Tuning's purification).
+    The method's `adversarial_terms(clean, attacked, ctx)`, on the rows that were attacked and their clean
+    versions, is added when it gives one (NAP-Tuning's purification).
     """
     if method.no_adversarial_training:
         raise ConfigError(method.no_adversarial_training)
@@ -79,8 +76,8 @@ def adversarial_loss(method, images: Tensor, adv_images: Tensor, labels: Tensor,
         ce = F.cross_entropy(clean, labels)
         kl = F.kl_div(F.log_softmax(adv, -1), F.softmax(clean, -1), reduction="batchmean")
         loss, stats = ce + trades_beta * kl, {"ce": ce.detach(), "kl": kl.detach()}
-    extra = getattr(method, "adversarial_terms", None)
+    extra = method.adversarial_terms(images[k:], adv_images[k:], ctx)
     if extra is not None:
-        term, extra_stats = extra(images[k:], adv_images[k:], ctx)
+        term, extra_stats = extra
         loss, stats = loss + term, {**stats, **extra_stats}
     return loss, stats

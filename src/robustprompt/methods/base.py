@@ -60,6 +60,10 @@ class Method(nn.Module):
     def end_epoch(self, epoch: int, n_epochs: int) -> None:
         """Called by the engine after each training epoch (1-based), before its checkpoint is saved."""
 
+    def adversarial_terms(self, clean: Tensor, attacked: Tensor, ctx: TextContext):
+        """(term, {name: value}) added to the engine's adversarial objective, or None (the default)."""
+        return None
+
     def run_info(self) -> dict:
         """Choices made at run time that the config does not fix, for results.json's train section."""
         return {}
@@ -83,10 +87,14 @@ class Method(nn.Module):
         return True
 
     # ---- shared machinery
+    def class_names(self, classnames=None) -> tuple[str, ...]:
+        """The given class names, or the training classes."""
+        return tuple(classnames) if classnames is not None else self.classnames
+
     def class_context(self, classnames=None, chunk: int = 0) -> TextContext:
         """`chunk` > 0: with gradients on and more classes than `chunk`, encode them `chunk` at a time under
         activation checkpointing, so training memory holds one chunk's activations (one more text forward)."""
-        names = tuple(classnames) if classnames is not None else self.classnames
+        names = self.class_names(classnames)
         if chunk and len(names) > chunk and torch.is_grad_enabled() and self.classes_independent:
             from torch.utils.checkpoint import checkpoint
 

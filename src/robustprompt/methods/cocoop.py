@@ -50,15 +50,10 @@ class CoCoOp(Method):
         self.meta_net = nn.Sequential(OrderedDict([("linear1", nn.Linear(E, hidden)), ("relu", nn.ReLU()),
                                                    ("linear2", nn.Linear(hidden, D))]))
 
-    def class_features(self, classnames: tuple[str, ...]) -> Tensor:
-        """The context without any image's shift (what the class side is before an image is seen)."""
-        emb, eot = self.prompt.embeddings(classnames)
-        return self.backbone.text(emb, eot).features
-
     def class_context(self, classnames=None, chunk: int = 0) -> TextContext:
         """The class names only: every image has its own class features, built in `forward`, so no text
         forward runs here (the engine calls this once per training step)."""
-        names = tuple(classnames) if classnames is not None else self.classnames
+        names = self.class_names(classnames)
         return TextContext(None, names, names == self.classnames)
 
     def forward(self, images: Tensor, ctx: TextContext) -> Tensor:

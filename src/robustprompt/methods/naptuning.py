@@ -151,9 +151,9 @@ class NAPTuning(IVLP):
             _, clean_cls = self._vision(images)
         return self.purification_term(adv_cls, clean_cls)
 
-    def adversarial_terms(self, clean: Tensor, attacked: Tensor, ctx: TextContext) -> tuple[Tensor, dict[str, Tensor]]:
+    def adversarial_terms(self, clean: Tensor, attacked: Tensor, ctx: TextContext):
         """w_pur * the purification term, added by the engine to its adversarial objective (none when w_pur = 0)."""
         if self.config.w_pur <= 0:
-            return torch.zeros((), device=attacked.device), {}
+            return None
         pur = self.purification(clean, attacked)
         return self.config.w_pur * pur, {"pur": pur.detach()}

@@ -25,7 +25,6 @@ typed by hand.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ class Claim:
     section: str
     source: str
     statement: str
-    runs: str
+    runs: tuple[str, ...]  # folders read together
     a: str
     b: str
     evaluation: str
@@ -84,13 +83,13 @@ def load_claims(path: str | Path) -> list[Claim]:
         if item.get("direction", "greater") not in ("greater", "less"):
             raise RobustPromptError(f"{where} ({item['id']}): direction must be 'greater' or 'less'")
         folders = item["runs"] if isinstance(item["runs"], list) else [item["runs"]]
-        runs = os.pathsep.join(str(path.parent / str(f)) for f in folders)
+        runs = tuple(str(path.parent / str(f)) for f in folders)
         methods = item["a"] if isinstance(item["a"], list) else [item["a"]]
         for m in methods:
             values = {**item, "a": str(m), "runs": runs}
             if len(methods) > 1:
                 values["id"] = f"{item['id']}-{m}"
-            out.append(Claim(**{k: (str(v) if k != "direction" else v) for k, v in values.items()}))
+            out.append(Claim(**{k: (v if k in ("direction", "runs") else str(v)) for k, v in values.items()}))
     ids = [c.id for c in out]
     dup = sorted({x for x in ids if ids.count(x) > 1})
     if dup:
@@ -122,14 +121,14 @@ def evaluate_claims(claims: list[Claim], *, n_boot: int = 4000) -> list[Outcome]
     out = []
     for c in claims:
         if c.runs not in cache:
-            folders = [f for f in c.runs.split(os.pathsep) if Path(f).exists()]
+            folders = [f for f in c.runs if Path(f).exists()]
             try:
                 cache[c.runs] = collect(folders).runs if folders else []
             except RobustPromptError:
                 cache[c.runs] = []
         runs = cache[c.runs]
         if not runs:
-            out.append(Outcome(c, None, "no runs", f"no run directories under {c.runs.replace(os.pathsep, ', ')}"))
+            out.append(Outcome(c, None, "no runs", f"no run directories under {', '.join(c.runs)}"))
             continue
         a, b = (c.a, c.b) if c.direction == "greater" else (c.b, c.a)
         try:

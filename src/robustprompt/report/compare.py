@@ -99,7 +99,7 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
                 continue
             cells[(setting[0], key[0], key[1])][key[2]] = (ma, mb)
     rows: list[ComparisonRow] = []
-    pooled: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)
+    pooled: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)  # (evaluation, split, kind) -> datasets
     transfer: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)  # (source, evaluation, split) -> targets
     for (train_ds, eval_ds, variant), splits in sorted(cells.items()):
         scope = train_ds if train_ds == eval_ds else f"{train_ds} -> {eval_ds}"
@@ -108,14 +108,14 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
             pair = (Cell({split: ma}), Cell({split: mb}))
             rows.append(ComparisonRow(scope, desc, split, compare([pair], "acc", n_boot=n_boot)))
             if train_ds == eval_ds:
-                pooled[(desc, split)].append(pair)
+                pooled[(desc, split, "acc")].append(pair)
             else:
                 transfer[(train_ds, desc, split)].append(pair)
         if "base" in splits and "novel" in splits:
             pair = (Cell({s: splits[s][0] for s in ("base", "novel")}), Cell({s: splits[s][1] for s in ("base", "novel")}))
             rows.append(ComparisonRow(scope, desc, "HM", compare([pair], "hm", n_boot=n_boot)))
             if train_ds == eval_ds:
-                pooled[(desc, "HM")].append(pair)
+                pooled[(desc, "HM", "hm")].append(pair)
         clean = cells.get((train_ds, eval_ds, CLEAN))
         if variant[VARIANT_KEYS.index("noise")] and clean:
             for split, pair in _change_pairs(splits, clean).items():
@@ -123,10 +123,9 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
                 change = desc.replace("noise_acc", "noise_change", 1)
                 rows.append(ComparisonRow(scope, change, split, compare([pair], kind, n_boot=n_boot)))
                 if train_ds == eval_ds:
-                    pooled[(change, split)].append(pair)
-    for (desc, split), pairs in sorted(pooled.items()):
+                    pooled[(change, split, kind)].append(pair)
+    for (desc, split, kind), pairs in sorted(pooled.items()):
         if len(pairs) > 1:
-            kind = ("hm_change" if desc.startswith("noise_change") else "hm") if split == "HM" else "acc"
             rows.append(ComparisonRow(f"average of {len(pairs)}", desc, split, compare(pairs, kind, n_boot=n_boot)))
     for (train_ds, desc, split), pairs in sorted(transfer.items()):
         if len(pairs) > 1:

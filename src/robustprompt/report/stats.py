@@ -206,8 +206,8 @@ def compare(pairs: list[tuple[Cell, Cell]], kind: str = "acc", level: float = LE
     ra, rb = _image_replicates(list(pairs), kind, n_boot, seed)
     d = _combine([x - y for x, y in zip(ra, rb)], level, lowest=-1.0)
     p = None
-    binary = all(np.isin(c.splits[s], (0, 1)).all() for pair in pairs for c in pair for s in c.splits)
-    if kind == "acc" and binary:  # McNemar needs right / wrong per image, not a change
+    binary = all(m.dtype == bool for pair in pairs for c in pair for m in c.splits.values())
+    if kind == "acc" and binary:  # McNemar needs right / wrong per image (bool), not a change (-1, 0, 1)
         flat = lambda side: np.concatenate([c.splits[s].ravel() for pair in pairs  # noqa: E731
                                             for c in (pair[side],) for s in sorted(c.splits)])
         p = mcnemar_p(flat(0), flat(1))
