@@ -13,6 +13,7 @@ from robustprompt.engine.evaluate import EvalSpec, evaluate
 from robustprompt.engine.train import build
 from robustprompt.errors import ConfigError
 from robustprompt.methods.advpt import feature_attack, image_keys
+from robustprompt.methods.maple import MaPLe
 from robustprompt.methods.registry import create_method
 
 from helpers import make_imagefolder
@@ -89,7 +90,7 @@ def test_refiner_with_zero_up_is_the_identity_and_default_is_close():
 @pytest.mark.parametrize("refine_vision,refine_text", [("all", "prompts"), ("cls", "all"), ("prompts", "cls")])
 def test_naptuning_at_init_equals_ivlp_with_the_same_prompts(tiny_backbone, images, refine_vision, refine_text):
     ivlp = make("ivlp", tiny_backbone, seed=0).eval()
-    nap = make("naptuning", tiny_backbone, seed=1, **v1(refiner_up_init_std=0.0, refine_vision=refine_vision,
+    nap = make("naptuning-ivlp", tiny_backbone, seed=1, **v1(refiner_up_init_std=0.0, refine_vision=refine_vision,
                                                          refine_text=refine_text)).eval()
     assert set(ivlp.learnable_parameters()) < set(nap.learnable_parameters())
     copy_shared(ivlp, nap)
@@ -98,7 +99,7 @@ def test_naptuning_at_init_equals_ivlp_with_the_same_prompts(tiny_backbone, imag
         for names in (None, NOVEL):
             assert torch.equal(nap(x, nap.class_context(names)), ivlp(x, ivlp.class_context(names)))
     # and the adversarial objective is AdvIVLP's when nothing is purified (w_pur = 0, or x_adv == x)
-    nap_nopur = make("naptuning", tiny_backbone, seed=1, **v1(refiner_up_init_std=0.0, w_pur=0.0))
+    nap_nopur = make("naptuning-ivlp", tiny_backbone, seed=1, **v1(refiner_up_init_std=0.0, w_pur=0.0))
     copy_shared(ivlp, nap_nopur)
     adv = perturbed(x)
     for mode in ("half", "full", "mean", "trades"):
@@ -116,7 +117,7 @@ def _changed_tokens(out_a, out_b, layer):
 
 @pytest.mark.parametrize("selection", ["all", "prompts", "cls", "tokens"])
 def test_vision_refiners_act_only_on_selected_tokens(tiny_backbone, images, selection):
-    nap = make("naptuning", tiny_backbone, **v1(refiner_up_init_std=0.5, refine_vision=selection)).eval()
+    nap = make("naptuning-ivlp", tiny_backbone, **v1(refiner_up_init_std=0.5, refine_vision=selection)).eval()
     x, _ = images
     layers = nap.refined_vision_layers
     assert layers == ((nap.depth_vision - 1,) if selection == "prompts" else tuple(range(nap.depth_vision)))
@@ -134,7 +135,7 @@ def test_vision_refiners_act_only_on_selected_tokens(tiny_backbone, images, sele
 
 @pytest.mark.parametrize("selection", ["all", "prompts", "cls"])
 def test_text_refiners_act_only_on_selected_tokens(tiny_backbone, selection):
-    nap = make("naptuning", tiny_backbone, **v1(refiner_up_init_std=0.5, refine_text=selection)).eval()
+    nap = make("naptuning-ivlp", tiny_backbone, **v1(refiner_up_init_std=0.5, refine_text=selection)).eval()
     layer = sorted(int(l) for l in nap.text_refiners)[0]
     emb, eot = nap.text_prompt.context.embeddings(tuple(NAMES))
     with torch.no_grad():
@@ -154,7 +155,7 @@ def test_text_refiners_act_only_on_selected_tokens(tiny_backbone, selection):
 
 
 def test_purification_is_zero_for_clean_inputs_and_positive_otherwise(tiny_backbone, images):
-    nap = make("naptuning", tiny_backbone, **V1)
+    nap = make("naptuning-ivlp", tiny_backbone, **V1)
     x, _ = images
     # zero up to rounding: the clean target is computed without autograd, where attention may take
     # another kernel than in the differentiable pass
@@ -169,7 +170,7 @@ def test_purification_is_zero_for_clean_inputs_and_positive_otherwise(tiny_backb
 
 @pytest.mark.parametrize("mode", ["half", "full", "mean", "trades"])
 def test_naptuning_adversarial_step_trains_every_parameter(tiny_backbone, images, mode):
-    nap = make("naptuning", tiny_backbone, **V1).train()
+    nap = make("naptuning-ivlp", tiny_backbone, **V1).train()
     x, y = images
     ctx = nap.class_context()
     adv = adversarial_images(nap, x, y, ctx, AdversarialConfig(enabled=True, eps="8/255", alpha="2/255",
@@ -205,11 +206,17 @@ def test_half_objective_attacks_only_the_half_it_uses(tiny_backbone, images, ran
 
 
 def test_naptuning_defaults_follow_the_authors_code(tiny_backbone, images):
-    """Linear(d, 2d) -> ReLU -> Linear(2d, d), default init, no norm, on the CLS and patch tokens entering
-    the deep-prompted blocks 1..depth-1 (outputs of blocks 0..depth-2); no text refiner; no purification."""
-    nap = make("naptuning", tiny_backbone).eval()
+    """MaPLe prompts (N_CTX 16 from random tokens, depth 12: every layer of the tiny tower); refiners
+    Linear(d, 2d) -> ReLU -> Linear(2d, d), default init, no norm, on the CLS and patch tokens entering the
+    deep-prompted blocks 1..depth-1 (outputs of blocks 0..depth-2); no text refiner; no purification."""
+    from robustprompt.methods.naptuning import NAPTuningConfig
+
+    code = NAPTuningConfig()
+    assert (code.n_ctx, code.ctx_init, code.depth) == (16, "", 12)
+    nap = make("naptuning", tiny_backbone, n_ctx=2).eval()  # the tiny model's text context is short
+    assert isinstance(nap, MaPLe) and nap.depth == tiny_backbone.vision_layers
     assert not nap.text_refiners and nap.config.w_pur == 0
-    assert nap.refined_vision_layers == tuple(range(nap.depth_vision - 1))
+    assert nap.refined_vision_layers == tuple(range(nap.depth - 1))
     d = tiny_backbone.vision_width
     r = nap.vision_refiners["0"]
     assert isinstance(r.norm, torch.nn.Identity) and isinstance(r.act, torch.nn.ReLU)
@@ -221,7 +228,7 @@ def test_naptuning_defaults_follow_the_authors_code(tiny_backbone, images):
         refined = tiny_backbone.vision(x, edits)
         plain = tiny_backbone.vision(x, TowerEdits(layers=edits.layers, collect=(0,)))
     changed = _changed_tokens(refined, plain, 0)
-    n = nap.config.n_ctx_vision
+    n = nap.config.n_ctx
     assert changed[:, : changed.shape[1] - n].all() and not changed[:, changed.shape[1] - n:].any()
     # the preset's training objective: 0.5 CE(clean) + 0.5 CE(adversarial), every parameter learns
     nap.train()
@@ -362,17 +369,17 @@ def test_advpt_preset_fills_the_bank_once_in_the_engine(colours, tmp_path):
 
 
 def test_adversarial_presets_load():
-    for preset, method in (("advivlp", "ivlp"), ("advmaple", "maple"), ("naptuning-v1", "naptuning")):
+    for preset, method in (("advivlp", "ivlp"), ("advmaple", "maple"), ("naptuning-v1", "naptuning-ivlp")):
         cfg = build_run_config(preset)
         assert cfg.method == method and cfg.label == preset
         assert cfg.adv.enabled and (cfg.adv.eps, cfg.adv.alpha, cfg.adv.steps) == ("1/255", "1/255", 2)
         assert cfg.adv.random_start and cfg.adv.loss == "half"
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size) == ("sgd", 0.0035, 32)
-    # NAP-Tuning's preset: the author's training recipe (PGD-10, step 1.5 eps / steps, zero start, mean loss)
+    # NAP-Tuning's preset: the author's training recipe (PGD-5, step 1.5 eps / steps, zero start, mean loss)
     cfg = build_run_config("naptuning")
     assert (cfg.adv.eps, cfg.adv.alpha, cfg.adv.steps, cfg.adv.random_start, cfg.adv.loss) == \
-        ("1/255", "0.15/255", 10, False, "mean")
-    assert cfg.train.optimizer == "adamw"
+        ("1/255", "0.3/255", 5, False, "mean")
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size, cfg.train.epochs) == ("adamw", 1e-5, 64, 30)
 
 
 @pytest.mark.slow

@@ -116,6 +116,28 @@ def test_pgd_lowers_accuracy(trained):
     assert acc(m, adv2, y) < clean - 0.3
 
 
+def test_pgd_box_end_clips_only_the_returned_images(trained):
+    """box "end" (NAP-Tuning's training attack): iterates stay in the eps ball but may leave [0, 1]; the
+    result is the last iterate clipped once, as a hand-written loop of that rule gives it."""
+    m, x, y = trained
+    x = x.clone()
+    x[:, :, :2] = 1.0  # pixels on the box's edge, where the two rules differ
+    eps, alpha, steps = 16 / 255, 6 / 255, 4
+    delta = torch.zeros_like(x, requires_grad=True)
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(m(x + delta), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, delta)
+        delta = (delta + alpha * g.sign()).clamp(-eps, eps).detach().requires_grad_(True)
+    by_hand = (x + delta.detach()).clamp(0, 1)
+    end = pgd(m, x, y, eps, alpha=alpha, steps=steps, random_start=False, box="end")
+    assert torch.allclose(end, by_hand, atol=1e-6)  # x0 + (x - x0) vs x0 + delta: last-bit rounding
+    _inside(end, x, eps, "Linf")
+    each = pgd(m, x, y, eps, alpha=alpha, steps=steps, random_start=False)
+    assert not torch.equal(end, each)
+    with pytest.raises(ConfigError, match="box"):
+        pgd(m, x, y, eps, box="never")
+
+
 def test_eps_zero_returns_input(trained):
     m, x, y = trained
     for adv in (pgd(m, x, y, 0.0, steps=3), pgd(m, x, y, "0", norm="L2"), fgsm(m, x, y, 0),

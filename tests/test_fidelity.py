@@ -205,3 +205,55 @@ def test_advpt_matches_the_authors_code():
     assert loss.item() == pytest.approx(ref["loss"], rel=tol)
     loss.backward()
     assert m.prompt.ctx.grad.norm().item() == pytest.approx(ref["grad_norms"]["prompt_learner.ctx"], rel=10 * tol)
+
+
+@pytest.mark.slow
+def test_naptuning_matches_the_authors_code():
+    """NAP-Tuning against the first author's development code (jiamingzhang94/MAPT@9a9bb04, bench/fidelity/
+    naptuning.py): logits of MaPLe prompts with the vision token refiners, the training attack (PGD-5 from
+    zero), the 0.5 / 0.5 clean / adversarial loss, and the gradient norm of every learnable tensor."""
+    import sys
+
+    from robustprompt.backbone import load_backbone
+    from robustprompt.config import AdversarialConfig, build_run_config
+    from robustprompt.engine.adversarial import adversarial_images, adversarial_loss
+    from robustprompt.methods.registry import create_method
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "fidelity"))
+    import prompt_learners_case as case
+
+    ref = json.loads((FIXTURES / "naptuning.json").read_text())
+    spec = case.NAPTUNING
+    assert ref["reference"]["repository"] == spec["repository"]
+    assert ref["reference"]["commit"].startswith("9a9bb04")
+    preset = build_run_config("naptuning")  # the preset's attack is the code's
+    adv_cfg = AdversarialConfig(enabled=True, **spec["adv"])
+    assert preset.adv == adv_cfg
+    torch.set_num_threads(2)
+    bb = load_backbone(case.MODEL, "random", quick_gelu=True)
+    case.fp16_exact(bb.clip)
+    m = create_method("naptuning", bb, case.CLASSNAMES, "a photo of a {}.", spec["ours"])
+    params = m.learnable_parameters()
+    names = {k: case.official_to_ours("naptuning", k) for k in ref["grad_norms"]}
+    assert set(params) == set(names.values())  # every official learnable tensor that gets a gradient, no other
+    assert all(".resblocks.0.token_refiner." in k for k in ref["unused_learnable"])  # block 0's is never called
+    with torch.no_grad():
+        for official, ours in names.items():
+            params[ours].copy_(case.draw(official, params[ours].shape))
+    images, labels = case.inputs()
+    m.train()
+    ctx = m.class_context()
+    tol = case.TOLERANCE
+    assert _close(m(images, ctx).detach(), ref["logits"], tol)
+    adv = adversarial_images(m, images, labels, ctx, adv_cfg)
+    # five sign steps turn last-digit differences into a few flipped pixels where the gradient is near zero:
+    # the L1 norms differed by 1.5e-5 (relative) when the fixture was made, and by 1.4e-4 with the iterates
+    # clipped to [0, 1] at every step (adv.box each-step, 1,974 pixels moved), so 4e-5 tells the two apart
+    assert (adv - images).abs().sum().item() == pytest.approx(ref["delta_l1"], rel=4e-5)
+    loss, terms = adversarial_loss(m, images, adv, labels, ctx, "mean")
+    assert loss.item() == pytest.approx(ref["loss"], rel=tol)
+    assert {k: v.item() for k, v in terms.items()} == pytest.approx(ref["terms"], rel=tol)
+    loss.backward()
+    ours = {k: params[n].grad.norm().item() for k, n in names.items()}
+    bad = {k: (ours[k], v) for k, v in ref["grad_norms"].items() if ours[k] != pytest.approx(v, rel=10 * tol, abs=1e-7)}
+    assert not bad, bad

@@ -14,7 +14,7 @@ NOVEL = ["apple", "red truck"]
 TEMPLATE = "a photo of a {}."
 # Default configs, except where the tiny test model cannot hold them: its context length is 16
 # tokens, fewer than CoOp's default 16 (AdvPT's 32) context vectors plus SOS, class name and EOT.
-TINY_CONFIG = {"coop": {"n_ctx": 4}, "advpt": {"n_ctx": 4}}
+TINY_CONFIG = {"coop": {"n_ctx": 4}, "advpt": {"n_ctx": 4}, "naptuning": {"n_ctx": 4}}  # a 16-token text context
 
 
 def make(name, backbone, seed=0):

@@ -57,10 +57,24 @@ for _name, _base, _trainer, _key in (("advivlp", "ivlp", "trainers/adv_independe
                     "trainer": _trainer, "base": _base,
                     "cfg": {_official_key: CASES[_base]["cfg"][_key]}}
 
+# NAP-Tuning (bench/fidelity/naptuning.py): the first author's development code, jiamingzhang94/MAPT@9a9bb04, a
+# MaPLe trainer with vision token refiners; train.py's configuration (N_CTX 16 ignores CTX_INIT; depth 12).
+NAPTUNING = {"repository": "jiamingzhang94/MAPT",
+             "cfg": {"N_CTX": 16, "CTX_INIT": "a photo of a", "PROMPT_DEPTH": 12, "PREC": "fp32",
+                     "ADV_TRAIN": True, "EPSILON": 1 / 255, "TEST_EPSILON": 1 / 255, "ADV_STEPS": 5,
+                     "TEST_STEPS": 100, "SURROGATE": "self"},
+             "ours": {"n_ctx": 16, "ctx_init": "", "depth": 12, "depth_rule": "exact"},
+             "adv": {"eps": "1/255", "alpha": "0.3/255", "steps": 5, "random_start": False, "loss": "mean", "box": "end"}}
+
 
 def official_to_ours(method: str, name: str) -> str:
     """Our parameter name for an official learnable parameter's name."""
-    method = CASES[method].get("base", method)
+    if method == "naptuning" and ".token_refiner.refiner." in name:
+        # image_encoder.transformer.resblocks.<i>.token_refiner.refiner.{0,2}.<w|b>: the tokens entering block i,
+        # ours the output of block i - 1
+        parts = name.split(".")
+        return f"vision_refiners.{int(parts[3]) - 1}.{'down' if parts[6] == '0' else 'up'}.{parts[-1]}"
+    method = CASES.get(method, {}).get("base", "maple" if method == "naptuning" else method)
     if method in ("coop", "cocoop", "kgcoop"):
         return name.replace("prompt_learner.ctx", "prompt.ctx").replace("prompt_learner.meta_net.", "meta_net.")
     if name == "prompt_learner.ctx":
@@ -84,3 +98,4 @@ def draw(name: str, shape) -> torch.Tensor:
     """The value of the learnable tensor with this official name: N(0, 0.02), seeded by the name, fp16-exact."""
     g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     return (0.02 * torch.randn(*shape, generator=g)).to(torch.float16).float()  # not .half(): see common.no_half
+

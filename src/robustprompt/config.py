@@ -107,6 +107,10 @@ class AdversarialConfig:
                                           "mean: 0.5 CE(clean) + 0.5 CE(adversarial) on the whole batch; "
                                           "trades: CE(clean) + trades_beta * KL(p_adv || p_clean)"})
     trades_beta: float = 6.0
+    box: Literal["each-step", "end"] = field(
+        default="each-step", metadata={"help": "each-step: every PGD iterate is clipped to the image range [0, 1] "
+                                               "(Madry et al., torchattacks); end: only the eps ball each step, the "
+                                               "range once on the returned images (NAP-Tuning's code)"})
 
     def __post_init__(self):
         from .attacks._core import parse_eps

@@ -129,8 +129,8 @@ def normalize_l2(g: Tensor) -> Tensor:
     return g / _view(n, g)
 
 
-def project(x: Tensor, x0: Tensor, eps: float, norm: str) -> Tensor:
-    """Project x onto {z : ||z - x0|| <= eps} and then onto the box [0, 1].
+def project(x: Tensor, x0: Tensor, eps: float, norm: str, box: bool = True) -> Tensor:
+    """Project x onto {z : ||z - x0|| <= eps} and then (if `box`) onto the box [0, 1].
 
     For L-inf the two projections commute; for L2 clipping to the box after the ball projection
     only shrinks every coordinate of the perturbation, so the result stays in both sets.
@@ -142,7 +142,7 @@ def project(x: Tensor, x0: Tensor, eps: float, norm: str) -> Tensor:
         n = lp_norm(delta, "L2").clamp_min(1e-12)
         factor = torch.clamp(eps / n, max=1.0)
         delta = delta * _view(factor, delta)
-    return (x0 + delta).clamp(0.0, 1.0)
+    return (x0 + delta).clamp(0.0, 1.0) if box else x0 + delta
 
 
 # --------------------------------------------------------------------------------------------

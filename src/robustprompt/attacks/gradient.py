@@ -45,6 +45,7 @@ def pgd(
     keep: str = "last",
     generator: Optional[torch.Generator] = None,
     start: Optional[Tensor] = None,
+    box: str = "each-step",
 ) -> Tensor:
     """Projected gradient descent (ascent on the loss), untargeted.
 
@@ -71,6 +72,10 @@ def pgd(
             size, robust accuracy can then not rise with more steps.
         generator: ``torch.Generator`` for the random start (global RNG if None).
         start: the start point (B, C, H, W), projected onto the ball; overrides ``random_start``.
+        box: "each-step" projects every iterate onto [0, 1] as well as the ball ("each-step");
+            "end" projects iterates onto the ball only and clips the returned images to [0, 1]
+            (the training attack of NAP-Tuning's code; the gradient is then also taken at points
+            outside the image range).
 
     Returns the adversarial images (B, C, H, W), fp32, detached.
 
@@ -84,6 +89,8 @@ def pgd(
     eps = eps_value(eps)
     if keep not in KEEP_MODES:
         raise ConfigError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
+    if box not in ("each-step", "end"):
+        raise ConfigError(f"box must be 'each-step' or 'end', got {box!r}")
     if int(steps) < 0:
         raise ConfigError(f"steps must be >= 0, got {steps}")
     steps = int(steps)
@@ -120,12 +127,14 @@ def pgd(
             x = x + alpha * g.sign()
         else:
             x = x + alpha * normalize_l2(g)
-        x = project(x, x0, eps, norm)
+        x = project(x, x0, eps, norm, box=box == "each-step")
 
+    if box == "end":
+        x = x.clamp(0.0, 1.0)
     if track:
         with torch.no_grad():
             _update(x, logits_of(model, x))
-        x = torch.where(fooled.view(-1, 1, 1, 1), best, x)
+        x = torch.where(fooled.view(-1, 1, 1, 1), best, x).clamp(0.0, 1.0)  # best may lie outside with box "end"
     return x.detach()
 
 

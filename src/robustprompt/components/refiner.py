@@ -3,8 +3,8 @@
 R(h) = h + W_up act(W_down N(h)), hidden width round(ratio * width), N a layer norm or nothing. The
 paper describes "token refiners that reconstruct purified features through residual connections,
 one per modality and per layer". The first author's development code (jiamingzhang94/MAPT, commit
-9a9bb04, as issue 15 reads it) has `Linear(d, 2d) -> ReLU -> Linear(2d, d)`, PyTorch's default
-initialisation, no norm: ratio 2, activation relu, norm off, init "default". This project's first
+9a9bb04, checked by tests/test_fidelity.py) has `Linear(d, 2d) -> ReLU -> Linear(2d, d)`, PyTorch's
+default initialisation, no norm: ratio 2, activation relu, norm off, init "default". This project's first
 reading (a layer-normed bottleneck of ratio 0.25 with GELU, near-identity start) stays available.
 
 init "normal": W_up starts at N(0, up_init_std) (bias 0). With up_init_std = 0 the refiner is exactly

@@ -45,7 +45,7 @@ def adversarial_images(method, images: Tensor, labels: Tensor, ctx: TextContext,
     eps = eps_value(adv.eps)
     start = random_start(images, eps, "Linf", None)[k:] if adv.random_start else None
     attacked = pgd(classifier, images[k:], labels[k:], eps, alpha=eps_value(adv.alpha), steps=adv.steps,
-                   random_start=False, start=start, loss=attack_loss)
+                   random_start=False, start=start, loss=attack_loss, box=adv.box)
     return torch.cat([images[:k], attacked]) if k else attacked
 
 

@@ -49,6 +49,10 @@ class DeepVLPrompting(Method):
     def vision_edits(self) -> TowerEdits:
         raise NotImplementedError
 
+    def vision_prompt_layout(self) -> tuple[int, int]:
+        """(prompted vision layers counted from layer 0, prompt tokens appended per layer)."""
+        raise NotImplementedError
+
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
         return self.text_prompt.encode(classnames, self.text_edits()).features
 
@@ -91,6 +95,9 @@ class IVLP(DeepVLPrompting):
                                            config.init_std) if self.depth_vision else None)
         if self.vision_prompt is None:
             self.frozen_image_side = True  # language-only IVLP: the image tower is frozen, its features may be cached
+
+    def vision_prompt_layout(self) -> tuple[int, int]:
+        return self.depth_vision, self.config.n_ctx_vision
 
     def vision_edits(self) -> TowerEdits:
         if self.vision_prompt is None:

@@ -53,5 +53,8 @@ class MaPLe(DeepVLPrompting):
         """{layer: (n_ctx, vision_width)}: the coupling projection of each layer's text prompts."""
         return self.coupling(self.text_prompt.prompts())
 
+    def vision_prompt_layout(self) -> tuple[int, int]:
+        return self.depth, self.config.n_ctx
+
     def vision_edits(self) -> TowerEdits:
         return TowerEdits(layers=vision_prompt_edits(self.vision_prompts()))

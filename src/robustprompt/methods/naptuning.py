@@ -1,25 +1,27 @@
 """NAP-Tuning (Zhang et al., 2025, "Neural Augmented Prompt Tuning for Adversarially Robust VLMs").
 
 [paper] AdvPT extended to text + vision prompts over many layers, plus a Neural Augmentor: token
-refiners (residual modules, one per modality and per layer) that reconstruct purified features.
-The defaults follow the first author's development code (jiamingzhang94/MAPT, commit 9a9bb04:
-`clip_m/model.py`, `trainers/maple.py`), as issue 15 reads it; that commit is not in the snapshot
-this project could fetch, so the reading is not checked against the code here [code*]:
-- prompts: IVLP's (2 text + 2 vision tokens, depth 9 with the same depth rule, text from "a photo of a");
-- refiners [code*]: `Linear(d, 2d) -> ReLU -> Linear(2d, d)`, default init, no norm, applied as
+refiners (residual modules) that reconstruct purified features. The paper's code is not public; the
+defaults follow the first author's development code, jiamingzhang94/MAPT at commit 9a9bb04
+(`clip_m/model.py`, `trainers/maple.py`, `train.py`, `configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml`),
+read from a public code index and checked by a fidelity fixture (tests/test_fidelity.py) [code]:
+- prompts: MaPLe's (the code's trainer is a MaPLe trainer): text context at positions 1..n, deep text
+  prompts, vision prompts coupled to them by a Linear per layer; N_CTX 16 (with more than 4 tokens the
+  code ignores CTX_INIT and starts from random "X X ..." tokens) and PROMPT_DEPTH 12 (`train.py`);
+- refiners: `Linear(d, 2d) -> ReLU -> Linear(2d, d)`, default init, no norm, applied as
   `prefix + refiner(prefix)` to the vision tokens (CLS and patches, not the prompts) entering each
-  deep-prompted block (blocks 1..depth-1; here: the outputs of blocks 0..depth-2, before the next
-  prompts are put in); no text refiner;
-- loss [code*]: the engine's adversarial objective (the preset: 0.5 CE(clean) + 0.5 CE(adversarial),
-  PGD-10 from a zero start); the purification term below exists in the code but is commented out
-  (w_pur = 0).
-This project's first reading stays available (preset `naptuning-v1`, docs/adversarial.md): refiners
-after the block output of every prompted layer on `refine_vision` / `refine_text` tokens (with
+  deep-prompted block 1..depth-1 (here: the outputs of blocks 0..depth-2, before the next prompts are
+  put in); no text refiner (the code's text branch leaves `prefix_refined = prefix`);
+- loss: the engine's adversarial objective (the preset: 0.5 CE(clean) + 0.5 CE(adversarial), PGD-5
+  from a zero start); the purification term below exists in the code but is commented out (w_pur = 0).
+`naptuning-ivlp` is the same refiners on IVLP's independent prompts (issue 15's first reading of the code,
+and the base of this project's first reconstruction, preset `naptuning-v1`, docs/adversarial.md):
+refiners after the block output of every prompted layer on `refine_vision` / `refine_text` tokens (with
 selection "prompts" only the last prompted layer has one: at earlier layers the next layer's prompts
 overwrite the refined tokens), a layer-normed GELU bottleneck, and the purification term
 w_pur * mean_i sum_l ||R_l(h_l(x_adv_i))[CLS] - stopgrad(R_l(h_l(x_i)))[CLS]||^2 / width over the
 refined vision layers and the attacked images [ours].
-Without `adv.enabled` the method trains with plain cross-entropy, like IVLP.
+Without `adv.enabled` the method trains with plain cross-entropy, like MaPLe / IVLP.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..components.refiner import RefinerHook, TokenRefiner, text_positions, visi
 from ..config import check
 from .base import TextContext
 from .ivlp import IVLP, IVLPConfig
+from .maple import MaPLe, MaPLeConfig
 from .registry import register_method
 
 VisionSelection = Literal["all", "prompts", "cls", "tokens", "none"]
@@ -42,38 +45,60 @@ TextSelection = Literal["all", "prompts", "cls", "none"]
 
 
 @dataclass(frozen=True)
-class NAPTuningConfig(IVLPConfig):
+class RefinerFields:
+    """The refiner fields of both NAP-Tuning configs (a mixin: the prompt fields come from MaPLe / IVLP)."""
+
     refiner_ratio: float = field(default=2.0, metadata={
-        "help": "refiner hidden width as a multiple of the tower width [code*: 2; ours (v1): 0.25]"})
+        "help": "refiner hidden width as a multiple of the tower width [code: 2; ours (v1): 0.25]"})
     refiner_activation: Literal["gelu", "relu"] = field(default="relu", metadata={
-        "help": "refiner activation [code*: relu; ours (v1): gelu]"})
+        "help": "refiner activation [code: relu; ours (v1): gelu]"})
     refiner_norm: bool = field(default=False, metadata={
-        "help": "layer norm before the refiner's first linear [code*: none; ours (v1): yes]"})
+        "help": "layer norm before the refiner's first linear [code: none; ours (v1): yes]"})
     refiner_init: Literal["default", "normal"] = field(default="default", metadata={
-        "help": "default: nn.Linear's own init [code*]; normal: W_up ~ N(0, refiner_up_init_std), bias 0 [ours (v1)]"})
+        "help": "default: nn.Linear's own init [code]; normal: W_up ~ N(0, refiner_up_init_std), bias 0 [ours (v1)]"})
     refiner_up_init_std: float = field(default=1e-4, metadata={
         "help": "with refiner_init normal: std of W_up at init; 0 = exactly the identity at init [ours]"})
     refiner_site: Literal["input", "output"] = field(default="input", metadata={
-        "help": "input: on the tokens entering each deep-prompted block 1..depth-1 [code*]; output: after the "
+        "help": "input: on the tokens entering each deep-prompted block 1..depth-1 [code]; output: after the "
                 "output of every prompted block 0..depth-1 [ours (v1)]"})
     refine_vision: VisionSelection = field(default="tokens", metadata={
-        "help": "vision tokens a refiner acts on: tokens (CLS and patches) [code*] | all | prompts (the appended "
+        "help": "vision tokens a refiner acts on: tokens (CLS and patches) [code] | all | prompts (the appended "
                 "prompt tokens) | cls | none [ours (v1): all]"})
     refine_text: TextSelection = field(default="none", metadata={
-        "help": "text tokens a refiner acts on: none [code*] | all | prompts (positions 1..n) | cls (the pooled EOT "
+        "help": "text tokens a refiner acts on: none [code] | all | prompts (positions 1..n) | cls (the pooled EOT "
                 "token) [ours (v1): prompts]"})
     w_pur: float = field(default=0.0, metadata={
-        "help": "weight of the purification term (refined adversarial CLS states vs clean ones) [code*: 0, the "
+        "help": "weight of the purification term (refined adversarial CLS states vs clean ones) [code: 0, the "
                 "term is commented out; ours (v1): 1]"})
 
-    def __post_init__(self):
-        super().__post_init__()
+    def check_refiners(self) -> None:
         check(self.refiner_ratio > 0, f"refiner_ratio must be > 0, got {self.refiner_ratio}")
         check(self.refiner_up_init_std >= 0, f"refiner_up_init_std must be >= 0, got {self.refiner_up_init_std}")
         check(self.w_pur >= 0, f"w_pur must be >= 0, got {self.w_pur}")
         for tower, sel in (("refine_vision", self.refine_vision), ("refine_text", self.refine_text)):
             check(not (self.refiner_site == "input" and sel == "prompts"),
                   f"{tower}=prompts needs refiner_site=output (at a block's input the prompts are replaced)")
+
+
+@dataclass(frozen=True)
+class NAPTuningConfig(RefinerFields, MaPLeConfig):
+    n_ctx: int = field(default=16, metadata={
+        "help": "learnable text tokens per prompted layer (positions 1..n) [code: N_CTX 16]"})
+    ctx_init: str = field(default="", metadata={
+        "help": "prompt words initialising the layer-0 context ('' = random 'X X ...') [code: CTX_INIT is "
+                "ignored when N_CTX > 4]"})
+    depth: int = field(default=12, metadata={"help": "prompted layers from layer 0 in both towers [code: 12]"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_refiners()
+
+
+@dataclass(frozen=True)
+class NAPTuningIVLPConfig(RefinerFields, IVLPConfig):
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_refiners()
 
 
 def refined_layers(depth: int, selection: str, site: str = "output") -> tuple[int, ...]:
@@ -94,16 +119,15 @@ def _refiners(layers, width: int, cfg: NAPTuningConfig) -> nn.ModuleDict:
                                                init=cfg.refiner_init) for l in layers})
 
 
-@register_method("naptuning", NAPTuningConfig)
-class NAPTuning(IVLP):
-    """NAP-Tuning: IVLP prompts + per-layer token refiners + (optionally) a purification loss."""
+class TokenRefinement:
+    """NAP-Tuning's refiners and purification term on top of a deep prompt method (MaPLe or IVLP)."""
 
-    def __init__(self, backbone, classnames, template, config: NAPTuningConfig):
+    def __init__(self, backbone, classnames, template, config):
         super().__init__(backbone, classnames, template, config)
-        # one refiner per prompted layer and tower (layers 0..depth-1, as the prompts); see refined_layers
-        self.text_refiners = _refiners(refined_layers(self.depth_text, config.refine_text, config.refiner_site),
+        depth_vision, _ = self.vision_prompt_layout()
+        self.text_refiners = _refiners(refined_layers(self.text_prompt.depth, config.refine_text, config.refiner_site),
                                        backbone.text_width, config)
-        self.vision_refiners = _refiners(refined_layers(self.depth_vision, config.refine_vision, config.refiner_site),
+        self.vision_refiners = _refiners(refined_layers(depth_vision, config.refine_vision, config.refiner_site),
                                          backbone.vision_width, config)
 
     @property
@@ -114,14 +138,14 @@ class NAPTuning(IVLP):
     def text_edits(self, eot_index: Tensor | None = None) -> TowerEdits:
         if not self.text_refiners:
             return TowerEdits(layers=self.text_prompt.edits())
-        pos = text_positions(self.config.refine_text, self.config.n_ctx_text, eot_index)
+        pos = text_positions(self.config.refine_text, self.text_prompt.n_ctx, eot_index)
         return TowerEdits(layers=self.text_prompt.edits(),
                           refiners={int(l): RefinerHook(r, pos) for l, r in self.text_refiners.items()})
 
     def vision_edits(self, collect: tuple[int, ...] = ()) -> TowerEdits:
         edits = super().vision_edits()
         if self.vision_refiners:
-            pos = vision_positions(self.config.refine_vision, self.config.n_ctx_vision)
+            pos = vision_positions(self.config.refine_vision, self.vision_prompt_layout()[1])
             edits.refiners = {int(l): RefinerHook(r, pos) for l, r in self.vision_refiners.items()}
         edits.collect = tuple(collect)
         return edits
@@ -157,3 +181,13 @@ class NAPTuning(IVLP):
             return None
         pur = self.purification(clean, attacked)
         return self.config.w_pur * pur, {"pur": pur.detach()}
+
+
+@register_method("naptuning", NAPTuningConfig)
+class NAPTuning(TokenRefinement, MaPLe):
+    """NAP-Tuning as the author's code has it: MaPLe prompts + vision token refiners."""
+
+
+@register_method("naptuning-ivlp", NAPTuningIVLPConfig)
+class NAPTuningIVLP(TokenRefinement, IVLP):
+    """The refiners on IVLP's independent prompts (the base of preset naptuning-v1)."""
