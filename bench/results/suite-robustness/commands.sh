@@ -2,9 +2,11 @@
 # bench/ablations.yaml. Each command is resumable (finished runs and recorded evaluations are skipped);
 # only config.yaml, results.json and log.txt of each run are kept here, under runs/.
 #
-# Budget: 20 epochs instead of the presets' 100 for the three adversarially trained methods (every
-# other setting is the preset's): on 2 CPU cores NAP-Tuning's PGD-10 training at 100 epochs takes
-# hours per dataset. Zero-shot was run first, without the --set (it has no training).
+# Budget: 20 epochs for the three adversarially trained methods instead of the presets' 100 (AdvIVLP,
+# AdvMaPLe) and 30 (NAP-Tuning); every other setting is the preset's. Zero-shot was run first, without
+# the --set (it has no training). NAP-Tuning is the preset that follows the first author's code (MaPLe
+# prompts, 16 tokens, depth 12, PGD-5 through the model; docs/adversarial.md), run in its own process
+# beside the other two (its log: runs/suite-robustness-nap.log).
 # PGD-100 on all 1000 test images of emoji-food (all 100 classes); AutoAttack (standard) on a fixed
 # seeded 500-image subset, at 1/255.
 OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
