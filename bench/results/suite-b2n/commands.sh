@@ -11,3 +11,11 @@
     --datasets emoji-animals,emoji-food,emoji-vehicles,emoji-scenes,emoji-faces,emoji-signs,emoji-objects,emoji-plants,emoji-actions,emoji-people,emoji-clothing \
     --methods zeroshot,coop,kgcoop,ivlp,maple,anprompt --seeds 1 --noise gaussian:0.05,typo:0.1 \
     --out runs/suite-b2n
+# CoCoOp, PromptSRC and MMRL (issue 16), seed 1, the same protocol, one method at a time over the 11
+# datasets (MMRL about 300 s per dataset on one thread beside another job, PromptSRC about 1000 s);
+# their runs land beside the six methods' here. Read by bench/claims.yaml's "methods" claims (m1-m3).
+DS=emoji-animals,emoji-food,emoji-vehicles,emoji-scenes,emoji-faces,emoji-signs,emoji-objects,emoji-plants,emoji-actions,emoji-people,emoji-clothing
+for m in mmrl cocoop promptsrc; do
+  OMP_NUM_THREADS=1 .venv/bin/robustprompt bench b2n --model robustprompt-small --datasets $DS --methods $m \
+      --seeds 1 --noise gaussian:0.05,typo:0.1 --out runs/suite-b2n-new
+done
