@@ -91,6 +91,8 @@ def test_sections_are_rewritten_between_markers(claims_dir, capsys):
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "**established**" in text and "no runs" in text and "82.7 vs 69.3" in text
+    row = next(line for line in text.splitlines() if line.startswith("| prompt tuning beats") and "coop > zeroshot" in line)
+    assert row.split(" | ")[-4:-1] == ["2", "3", "800"]  # datasets, seeds, images: pooled over d1 and d2
     again = write_sections(text, evaluate_claims(load_claims(claims_dir / "claims.yaml"), n_boot=500))
     assert again.count("claims:validity:begin") == 1
 

@@ -144,20 +144,25 @@ def evaluate_claims(claims: list[Claim], *, n_boot: int = 4000) -> list[Outcome]
     return out
 
 
+def _datasets(scope: str) -> int:
+    """How many datasets a comparison row pools: K of "average of K" (or "SOURCE -> average of K"), else 1."""
+    return int(scope.rsplit(" ", 1)[1]) if "average of " in scope else 1
+
+
 def render_section(outcomes: list[Outcome]) -> str:
     """A Markdown table of outcomes: claim, published numbers, ours with the 95% interval, verdict."""
-    lines = ["| claim | A vs B | source | published | ours: A, B (%) | A - B [95% CI] | seeds | images | verdict |",
-             "|---|---|---|---|---|---|---:|---:|---|"]
+    lines = ["| claim | A vs B | source | published | ours: A, B (%) | A - B [95% CI] | datasets | seeds | images | verdict |",
+             "|---|---|---|---|---|---|---:|---:|---:|---|"]
     for o in outcomes:
         c = o.claim
         first, second = (c.a, c.b) if c.direction == "greater" else (c.b, c.a)
         head = f"| {c.statement} | {first} > {second} | {c.source} | {c.published} |"
         if o.row is None:
-            lines.append(f"{head} | | | | {o.verdict} |")
+            lines.append(f"{head} | | | | | {o.verdict} |")
             continue
         r = o.row.result
         lines.append(f"{head} {100 * r.a:.1f}, {100 * r.b:.1f} | {signed_points(r.diff)} [{signed_points(r.low)}, "
-                     f"{signed_points(r.high)}] | {r.n_seeds} | {r.n_images} | **{o.verdict}** |")
+                     f"{signed_points(r.high)}] | {_datasets(o.row.scope)} | {r.n_seeds} | {r.n_images} | **{o.verdict}** |")
     return "\n".join(lines)
 
 
