@@ -25,6 +25,33 @@ def _close(ours, ref, tol):
     return torch.allclose(ours, ref, rtol=tol, atol=tol * ref.abs().max().item())
 
 
+def _prompt_learner_case(fixture: str, method: str, template: str, config: dict, ref: dict):
+    """Our `method` on the shared prompt-learner case (bench/fidelity/prompt_learners_case.py) with every
+    learnable tensor set from the official parameter it maps to: (method, params, official -> ours, images,
+    labels). Asserts that the official trainer's learnable tensors that got a gradient are exactly ours."""
+    import sys
+
+    from robustprompt.backbone import load_backbone
+    from robustprompt.methods.registry import create_method
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "fidelity"))
+    import prompt_learners_case as case
+
+    torch.set_num_threads(2)
+    bb = load_backbone(case.MODEL, "random", quick_gelu=True)
+    case.fp16_exact(bb.clip)
+    m = create_method(method, bb, case.CLASSNAMES, template, config)
+    params = m.learnable_parameters()
+    names = {k: case.official_to_ours(fixture, k) for k in ref["grad_norms"]}
+    assert set(params) == set(names.values())
+    with torch.no_grad():
+        for official, ours in names.items():
+            params[ours].copy_(case.draw(official, params[ours].shape))
+    images, labels = case.inputs()
+    m.train()
+    return m, params, names, images, labels
+
+
 @pytest.mark.slow
 def test_mmrl_matches_the_authors_code():
     from robustprompt.backbone import load_backbone
@@ -118,27 +145,14 @@ def test_prompt_learner_matches_the_authors_code(method):
     Adversarial IVLP / MaPLe: the training step's PGD images (zero start) and its half-clean loss too."""
     import sys
 
-    from robustprompt.backbone import load_backbone
-    from robustprompt.methods.registry import create_method
-
     sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "fidelity"))
     import prompt_learners_case as case
 
     ref = json.loads((FIXTURES / f"{method}.json").read_text())
-    assert ref["reference"]["repository"] == case.CASES[method]["repository"]
-    torch.set_num_threads(2)
-    bb = load_backbone(case.MODEL, "random", quick_gelu=True)
-    case.fp16_exact(bb.clip)
     spec = case.CASES[method]
-    m = create_method(spec.get("base", method), bb, case.CLASSNAMES, spec["template"], spec["ours"])
-    params = m.learnable_parameters()
-    names = {k: case.official_to_ours(method, k) for k in ref["grad_norms"]}
-    assert set(params) == set(names.values())  # the official trainer's learnable tensors that get a gradient
-    with torch.no_grad():
-        for official, ours in names.items():
-            params[ours].copy_(case.draw(official, params[ours].shape))
-    images, labels = case.inputs()
-    m.train()
+    assert ref["reference"]["repository"] == spec["repository"]
+    m, params, names, images, labels = _prompt_learner_case(method, spec.get("base", method), spec["template"],
+                                                            spec["ours"], ref)
     ctx = m.class_context()
     tol = case.TOLERANCE
     assert _close(m(images, ctx).detach(), ref["logits"], tol)
@@ -214,10 +228,8 @@ def test_naptuning_matches_the_authors_code():
     zero), the 0.5 / 0.5 clean / adversarial loss, and the gradient norm of every learnable tensor."""
     import sys
 
-    from robustprompt.backbone import load_backbone
     from robustprompt.config import AdversarialConfig, build_run_config
     from robustprompt.engine.adversarial import adversarial_images, adversarial_loss
-    from robustprompt.methods.registry import create_method
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "fidelity"))
     import prompt_learners_case as case
@@ -229,19 +241,9 @@ def test_naptuning_matches_the_authors_code():
     preset = build_run_config("naptuning")  # the preset's attack is the code's
     adv_cfg = AdversarialConfig(enabled=True, **spec["adv"])
     assert preset.adv == adv_cfg
-    torch.set_num_threads(2)
-    bb = load_backbone(case.MODEL, "random", quick_gelu=True)
-    case.fp16_exact(bb.clip)
-    m = create_method("naptuning", bb, case.CLASSNAMES, "a photo of a {}.", spec["ours"])
-    params = m.learnable_parameters()
-    names = {k: case.official_to_ours("naptuning", k) for k in ref["grad_norms"]}
-    assert set(params) == set(names.values())  # every official learnable tensor that gets a gradient, no other
     assert all(".resblocks.0.token_refiner." in k for k in ref["unused_learnable"])  # block 0's is never called
-    with torch.no_grad():
-        for official, ours in names.items():
-            params[ours].copy_(case.draw(official, params[ours].shape))
-    images, labels = case.inputs()
-    m.train()
+    m, params, names, images, labels = _prompt_learner_case("naptuning", "naptuning", "a photo of a {}.",
+                                                            spec["ours"], ref)
     ctx = m.class_context()
     tol = case.TOLERANCE
     assert _close(m(images, ctx).detach(), ref["logits"], tol)

@@ -20,6 +20,22 @@ def checkout_commit(checkout: str, given: str | None) -> str:
     return head or given or "unknown"
 
 
+def set_learnable(model, trains, draw) -> dict:
+    """Make the parameters whose name `trains(name)` accepts the only learnable ones, as the official trainer's
+    build_model does, and set each to `draw(name, shape)`; returns them by name."""
+    import torch
+
+    learnable = {}
+    for name, p in model.named_parameters():
+        p.requires_grad_(trains(name))
+        if trains(name):
+            learnable[name] = p
+    with torch.no_grad():
+        for name, p in learnable.items():
+            p.copy_(draw(name, p.shape))
+    return learnable
+
+
 class Node(dict):
     """A yacs-like config node: attribute access on nested dicts, enough for the official trainers' cfg reads."""
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import prompt_learners_case as case  # noqa: E402
-from common import Node, checkout_commit, load_module, no_half, stub_dassl  # noqa: E402
+from common import Node, checkout_commit, load_module, no_half, set_learnable, stub_dassl  # noqa: E402
 
 
 class AttackTarget:
@@ -81,15 +81,8 @@ def main(argv=None) -> int:
                         "MODEL": {"BACKBONE": {"NAME": "ViT-B/16"}}, "DATASET": {"NAME": "ImageNet"}})
             model = trainer.CustomCLIP(cfg, case.CLASSNAMES, clip_model).float()
             # MaPLe.build_model: the prompt learner and the token refiners learn, nothing else
-            learnable = {}
-            for name, p in model.named_parameters():
-                train = "prompt_learner" in name or "token_refiner" in name
-                p.requires_grad_(train)
-                if train:
-                    learnable[name] = p
-            with torch.no_grad():
-                for name, p in learnable.items():
-                    p.copy_(case.draw(name, p.shape))
+            learnable = set_learnable(model, lambda name: "prompt_learner" in name or "token_refiner" in name,
+                                      case.draw)
             model.train()
             with torch.no_grad():
                 logits = model(images)

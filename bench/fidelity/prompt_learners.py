@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import prompt_learners_case as case  # noqa: E402
-from common import Node, checkout_commit, load_module, no_half, stub_dassl  # noqa: E402
+from common import Node, checkout_commit, load_module, no_half, set_learnable, stub_dassl  # noqa: E402
 
 
 def official_model(method: str, checkout: Path, state: dict):
@@ -59,15 +59,8 @@ def official_model(method: str, checkout: Path, state: dict):
     finally:
         torch.Tensor.cuda = cuda
     # which tensors the trainer trains: "prompt_learner" (and "VPT" for IVLP)
-    learnable = {}
-    for name, p in model.named_parameters():
-        train = "prompt_learner" in name or (spec.get("base", method) == "ivlp" and "VPT" in name)
-        p.requires_grad_(train)
-        if train:
-            learnable[name] = p
-    with torch.no_grad():
-        for name, p in learnable.items():
-            p.copy_(case.draw(name, p.shape))
+    ivlp = spec.get("base", method) == "ivlp"
+    learnable = set_learnable(model, lambda name: "prompt_learner" in name or (ivlp and "VPT" in name), case.draw)
     return model, learnable
 
 
