@@ -113,7 +113,7 @@ def refined_layers(depth: int, selection: str, site: str = "output") -> tuple[in
     return (depth - 1,) if selection == "prompts" else tuple(range(depth))
 
 
-def _refiners(layers, width: int, cfg: NAPTuningConfig) -> nn.ModuleDict:
+def _refiners(layers, width: int, cfg: RefinerFields) -> nn.ModuleDict:
     return nn.ModuleDict({str(l): TokenRefiner(width, cfg.refiner_ratio, cfg.refiner_activation,
                                                cfg.refiner_up_init_std, norm=cfg.refiner_norm,
                                                init=cfg.refiner_init) for l in layers})
