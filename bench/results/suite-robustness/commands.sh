@@ -14,3 +14,6 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
     --methods advivlp,advmaple,naptuning --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 \
     --set train.epochs=20 --out runs/suite-robustness
+# AdvPT, the same budget, after AdvMaPLe (validity finding v5; the small model's overlay sets its context to 16)
+OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
+    --methods advpt --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20 --out runs/suite-robustness
