@@ -83,6 +83,22 @@ def test_flipped_data_flip_the_verdict(claims_dir):
     assert out["coop-novel"].verdict == "refuted"
 
 
+def test_a_verdict_needs_its_minimum_of_images(claims_dir):
+    """A claim with `min_images` (AutoAttack: 500) gets no verdict on fewer images: the row keeps its numbers."""
+    path = claims_dir / "claims.yaml"
+    path.write_text(path.read_text().replace("    split: base\n", "    split: base\n    min_images: 801\n", 1))
+    out = {o.claim.id: o for o in evaluate_claims(load_claims(path), n_boot=200)}
+    low = out["coop-base-coop"]
+    assert low.verdict == "too few images" and low.row.result.n_images == 800 and low.row.result.diff > 0.3
+    assert "too few images (at least 801)" in write_sections(
+        "<!-- claims:validity:begin -->\n<!-- claims:validity:end -->\n", [low])
+    path.write_text(path.read_text().replace("min_images: 801", "min_images: 800"))
+    assert evaluate_claims(load_claims(path), n_boot=200)[0].verdict == "established"
+    path.write_text(path.read_text().replace("min_images: 800", "min_images: many"))
+    with pytest.raises(RobustPromptError, match="min_images"):
+        load_claims(path)
+
+
 def test_sections_are_rewritten_between_markers(claims_dir, capsys):
     readme = claims_dir / "README.md"
     readme.write_text("intro\n<!-- claims:validity:begin -->\nold\n<!-- claims:validity:end -->\n"

@@ -15,10 +15,13 @@ A claims file (YAML, e.g. bench/claims.yaml) lists claims; each names
     scope      a training dataset, "SRC -> TGT", "average" (over datasets evaluated in-domain) or
                "SRC -> average" (over every target of SRC)
     direction  greater (a > b, the default) or less (a < b)
+    min_images optional: the fewest test images per method (pooled over datasets and seeds) a verdict
+               may rest on (issue 14: 500 for AutoAttack); with fewer the row shows its numbers and
+               the verdict "too few images"
 
 `evaluate_claims` reads the runs, makes the paired comparison of `report --compare` and reads the
-verdict in the claimed direction: established, refuted, not established, or "no runs" when the runs
-are not on disk. `render_section` writes the Markdown that `write_sections` puts between
+verdict in the claimed direction: established, refuted, not established, "too few images", or
+"no runs" when the runs are not on disk. `render_section` writes the Markdown that `write_sections` puts between
 `<!-- claims:SECTION:begin -->` and `<!-- claims:SECTION:end -->` in a README, so no number there is
 typed by hand.
 """
@@ -50,6 +53,7 @@ class Claim:
     scope: str
     direction: str = "greater"
     published: str = ""
+    min_images: int = 0
 
 
 @dataclass
@@ -82,6 +86,8 @@ def load_claims(path: str | Path) -> list[Claim]:
             raise RobustPromptError(f"{where} ({item['id']}) has unknown keys {', '.join(unknown)}")
         if item.get("direction", "greater") not in ("greater", "less"):
             raise RobustPromptError(f"{where} ({item['id']}): direction must be 'greater' or 'less'")
+        if not isinstance(item.get("min_images", 0), int) or item.get("min_images", 0) < 0:
+            raise RobustPromptError(f"{where} ({item['id']}): min_images must be a whole number >= 0")
         folders = item["runs"] if isinstance(item["runs"], list) else [item["runs"]]
         runs = tuple(str(path.parent / str(f)) for f in folders)
         methods = item["a"] if isinstance(item["a"], list) else [item["a"]]
@@ -89,7 +95,8 @@ def load_claims(path: str | Path) -> list[Claim]:
             values = {**item, "a": str(m), "runs": runs}
             if len(methods) > 1:
                 values["id"] = f"{item['id']}-{m}"
-            out.append(Claim(**{k: (v if k in ("direction", "runs") else str(v)) for k, v in values.items()}))
+            out.append(Claim(**{k: (v if k in ("direction", "runs", "min_images") else str(v))
+                                 for k, v in values.items()}))
     ids = [c.id for c in out]
     dup = sorted({x for x in ids if ids.count(x) > 1})
     if dup:
@@ -140,6 +147,10 @@ def evaluate_claims(claims: list[Claim], *, n_boot: int = 4000) -> list[Outcome]
         if row is None:
             out.append(Outcome(c, None, "no runs", f"no paired {c.evaluation} {c.split} at scope {c.scope}"))
             continue
+        if row.result.n_images < c.min_images:
+            out.append(Outcome(c, row, "too few images",
+                               f"{row.result.n_images} test images, the claim needs {c.min_images}"))
+            continue
         out.append(Outcome(c, row, row.result.verdict))
     return out
 
@@ -147,6 +158,12 @@ def evaluate_claims(claims: list[Claim], *, n_boot: int = 4000) -> list[Outcome]
 def _datasets(scope: str) -> int:
     """How many datasets a comparison row pools: K of "average of K" (or "SOURCE -> average of K"), else 1."""
     return int(scope.rsplit(" ", 1)[1]) if "average of " in scope else 1
+
+
+def _verdict(o: Outcome) -> str:
+    if o.verdict == "too few images":
+        return f"too few images (at least {o.claim.min_images})"
+    return f"**{o.verdict}**"
 
 
 def render_section(outcomes: list[Outcome]) -> str:
@@ -162,7 +179,8 @@ def render_section(outcomes: list[Outcome]) -> str:
             continue
         r = o.row.result
         lines.append(f"{head} {100 * r.a:.1f}, {100 * r.b:.1f} | {signed_points(r.diff)} [{signed_points(r.low)}, "
-                     f"{signed_points(r.high)}] | {_datasets(o.row.scope)} | {r.n_seeds} | {r.n_images} | **{o.verdict}** |")
+                     f"{signed_points(r.high)}] | {_datasets(o.row.scope)} | {r.n_seeds} | {r.n_images} | "
+                     f"{_verdict(o)} |")
     return "\n".join(lines)
 
 
