@@ -136,6 +136,8 @@ def test_pgd_box_end_clips_only_the_returned_images(trained):
     assert not torch.equal(end, each)
     with pytest.raises(ConfigError, match="box"):
         pgd(m, x, y, eps, box="never")
+    with pytest.raises(ConfigError, match="keep='last'"):
+        pgd(m, x, y, eps, box="end", keep="worst")
 
 
 def test_eps_zero_returns_input(trained):

@@ -44,7 +44,7 @@ class AttackTarget:
 
     def __call__(self, images, labels=None, return_logits=False):
         logits = self.model(images)
-        return logits if return_logits else F.cross_entropy(logits, self.labels if labels is None else labels)
+        return logits if return_logits else F.cross_entropy(logits, labels)
 
 
 def main(argv=None) -> int:
@@ -88,9 +88,7 @@ def main(argv=None) -> int:
                 logits = model(images)
             pgd = model.attack_configs["pgd"]
             attack = sys.modules["attack"].PGDAttack(eps=pgd["eps"], steps=pgd["steps"], alpha=pgd["alpha"])
-            target = AttackTarget(model)
-            target.labels = labels
-            adv = attack.generate(model=target, images=images, labels=labels)
+            adv = attack.generate(model=AttackTarget(model), images=images, labels=labels)
             for p in learnable.values():
                 p.grad = None
             model.generate_adv = lambda *a, **k: adv

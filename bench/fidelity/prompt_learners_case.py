@@ -74,7 +74,7 @@ def official_to_ours(method: str, name: str) -> str:
         # ours the output of block i - 1
         parts = name.split(".")
         return f"vision_refiners.{int(parts[3]) - 1}.{'down' if parts[6] == '0' else 'up'}.{parts[-1]}"
-    method = CASES.get(method, {}).get("base", "maple" if method == "naptuning" else method)
+    method = "maple" if method == "naptuning" else CASES[method].get("base", method)
     if method in ("coop", "cocoop", "kgcoop"):
         return name.replace("prompt_learner.ctx", "prompt.ctx").replace("prompt_learner.meta_net.", "meta_net.")
     if name == "prompt_learner.ctx":

@@ -23,8 +23,8 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # the run directory is named after the method.
 # Outcome (stopped at epoch 13 of 20, no evaluation recorded): the training loss fell from 5.20 to 4.61
 # by epoch 3 and then stayed at 4.606-4.611, ln(100) = 4.605: the model collapsed to a uniform output.
-# The code's refiners start from nn.Linear's default init (not near the identity) in 11 layers; at
-# lr 1e-3 they wash out the features. It is not evidence about NAP-Tuning, so it answers no claim.
+# Not investigated; one guess: the code's refiners start from nn.Linear's default init (not near the
+# identity) in 11 layers. It is not evidence about NAP-Tuning, so it answers no claim.
 OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
     --methods naptuning --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20 \
     --set train.lr=0.001 --set label=naptuning-lr1e-3 --out runs/suite-robustness-lr

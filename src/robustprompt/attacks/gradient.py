@@ -91,6 +91,8 @@ def pgd(
         raise ConfigError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
     if box not in ("each-step", "end"):
         raise ConfigError(f"box must be 'each-step' or 'end', got {box!r}")
+    if box == "end" and keep == "worst":
+        raise ConfigError("box 'end' (a training attack) keeps the last iterate: use keep='last'")
     if int(steps) < 0:
         raise ConfigError(f"steps must be >= 0, got {steps}")
     steps = int(steps)
@@ -134,7 +136,7 @@ def pgd(
     if track:
         with torch.no_grad():
             _update(x, logits_of(model, x))
-        x = torch.where(fooled.view(-1, 1, 1, 1), best, x).clamp(0.0, 1.0)  # best may lie outside with box "end"
+        x = torch.where(fooled.view(-1, 1, 1, 1), best, x)
     return x.detach()
 
 

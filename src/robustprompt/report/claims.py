@@ -155,11 +155,6 @@ def evaluate_claims(claims: list[Claim], *, n_boot: int = 4000) -> list[Outcome]
     return out
 
 
-def _datasets(scope: str) -> int:
-    """How many datasets a comparison row pools: K of "average of K" (or "SOURCE -> average of K"), else 1."""
-    return int(scope.rsplit(" ", 1)[1]) if "average of " in scope else 1
-
-
 def _verdict(o: Outcome) -> str:
     if o.verdict == "too few images":
         return f"too few images (at least {o.claim.min_images})"
@@ -179,7 +174,7 @@ def render_section(outcomes: list[Outcome]) -> str:
             continue
         r = o.row.result
         lines.append(f"{head} {100 * r.a:.1f}, {100 * r.b:.1f} | {signed_points(r.diff)} [{signed_points(r.low)}, "
-                     f"{signed_points(r.high)}] | {_datasets(o.row.scope)} | {r.n_seeds} | {r.n_images} | "
+                     f"{signed_points(r.high)}] | {r.n_datasets} | {r.n_seeds} | {r.n_images} | "
                      f"{_verdict(o)} |")
     return "\n".join(lines)
 
