@@ -57,6 +57,44 @@ def test_paired_comparison_agrees_with_a_hand_computation():
     assert verdict(-0.01, 0.2) == "not established"
 
 
+def test_memoised_resampling_draws_what_one_fresh_generator_draws():
+    """The image resamplings are memoised across comparisons; each comparison must still see exactly
+    the draws of one default_rng(seed) walking its datasets and image sets in order."""
+    from robustprompt.report import stats
+
+    rng = np.random.default_rng(3)
+    def cell(n_base, n_novel):
+        return Cell({"base": rng.random((2, n_base)) < 0.6, "novel": rng.random((2, n_novel)) < 0.4,
+                     "base@noise": rng.random((2, n_base)) < 0.5})
+    pairs = [(cell(30, 20), cell(30, 20)), (cell(25, 25), cell(25, 25))]
+
+    def by_hand(kind):  # the draws as one fresh generator makes them (the code before memoising)
+        g, out = np.random.default_rng(7), [[], []]
+        for cells in pairs:
+            w = {}
+            for split in ("base", "novel"):
+                n = cells[0].splits[split].shape[1]
+                x = g.multinomial(n, np.full(n, 1.0 / n), size=300).astype(np.float64)
+                x[0] = 1.0
+                w[split] = x / n
+            w["base@noise"] = w["base"]
+            for j, c in enumerate(cells):
+                accs = {s: w[s] @ m.T.astype(np.float64) for s, m in c.splits.items()}
+                out[j].append(stats._per_seed(accs, kind))
+        return out
+
+    stats._resample_counts.cache_clear()
+    for kind in ("hm", "acc", "hm", "acc"):  # the second pass is served from the memo
+        got = stats._image_replicates(pairs, kind, 300, 7)
+        for mine, ref in zip(got, by_hand(kind)):
+            for x, y in zip(mine, ref):
+                np.testing.assert_array_equal(x, y)
+    # a shorter walk is a prefix of the longer one; another seed is another stream
+    first = stats._image_replicates(pairs[:1], "acc", 300, 7)[0][0]
+    np.testing.assert_array_equal(first, stats._image_replicates(pairs, "acc", 300, 7)[0][0])
+    assert not np.array_equal(first, stats._image_replicates(pairs[:1], "acc", 300, 8)[0][0])
+
+
 def test_seed_spread_widens_the_interval_with_students_t():
     """Three seeds that disagree: Student's t with Welch-Satterthwaite degrees of freedom (2 when the
     seeds' spread is all there is, more as the images' share grows)."""

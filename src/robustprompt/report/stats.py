@@ -27,6 +27,7 @@ Every evaluation record holds `correct` (one "1"/"0" per test image, in a fixed 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,11 +97,32 @@ def _per_seed(cell_accs: dict[str, np.ndarray], kind: str) -> np.ndarray:
     return np.mean(list(cell_accs.values()), axis=0)
 
 
+@functools.lru_cache(maxsize=64)
+def _resample_counts(seed: int, n_boot: int, sizes: tuple[int, ...]) -> tuple[dict, np.ndarray | None]:
+    """The generator's state after, and the counts of, the last of the multinomial image resamplings
+    of `sizes` (test-set sizes, in the order drawn) from `default_rng(seed)`.
+
+    A report compares many method pairs over the same datasets, so the same sequence of draws recurs;
+    memoising it by its prefix gives every comparison the numbers a fresh generator would (the draws
+    were nearly all of a report's time)."""
+    if not sizes:
+        return np.random.default_rng(seed).bit_generator.state, None
+    state, _ = _resample_counts(seed, n_boot, sizes[:-1])
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = state
+    N = sizes[-1]
+    counts = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot)
+    counts = counts.astype(np.uint16 if N <= np.iinfo(np.uint16).max else np.int64)
+    counts.setflags(write=False)
+    return rng.bit_generator.state, counts
+
+
 def _image_replicates(datasets: list[tuple[Cell, ...]], kind: str, n_boot: int, seed: int) -> list[list[np.ndarray]]:
     """Per method (position in the tuples), per dataset: the (R, S) per-seed statistic under `n_boot`
     resamplings of the test images, one resampling shared by every seed and method; replicate 0 is the
-    data as measured."""
-    rng = np.random.default_rng(seed)
+    data as measured. The resamplings are those of one `default_rng(seed)` drawing a multinomial per
+    dataset and image set in order (memoised: `_resample_counts`)."""
+    sizes: tuple[int, ...] = ()
     out: list[list[np.ndarray]] = [[] for _ in range(len(datasets[0]))]
     for cells in datasets:
         weights = {}
@@ -108,7 +130,8 @@ def _image_replicates(datasets: list[tuple[Cell, ...]], kind: str, n_boot: int, 
             images = split.split("@")[0]  # "base@clean" holds the same images as "base": one resampling
             if images not in weights:
                 N = m.shape[1]
-                w = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot).astype(np.float64)
+                sizes += (N,)
+                w = _resample_counts(seed, n_boot, sizes)[1].astype(np.float64)
                 w[0] = 1.0
                 weights[images] = w / N
             weights[split] = weights[images]
