@@ -7,7 +7,7 @@ import pytest
 
 from robustprompt.cli import main
 from robustprompt.errors import RobustPromptError
-from robustprompt.report.claims import evaluate_claims, load_claims, write_sections
+from robustprompt.report.claims import evaluate_claims, load_claims, load_tables, write_sections
 from test_report import _with_images, write_run
 
 CLAIMS = """\
@@ -145,3 +145,36 @@ def test_a_claim_reads_runs_from_several_folders(claims_dir):
     (claims_dir / "ablation.yaml").write_text(text.replace("runs: [runs, ablation]", "runs: [runs]"))
     (alone,) = evaluate_claims(load_claims(claims_dir / "ablation.yaml"), n_boot=500)
     assert alone.verdict == "no runs"
+
+
+def test_report_tables_are_written_between_their_markers(claims_dir, capsys):
+    """A claims file's `tables:` put report tables into the README; rows: average keeps the rows
+    averaged over datasets and names the methods that lack a dataset."""
+    from test_report import write_run as write
+
+    rng = np.random.default_rng(1)
+    write(claims_dir / "runs", "promptsrc", "d1", 1, [_with_images("d1", "base", _bits(rng, 400, 0.6)),
+                                                      _with_images("d1", "novel", _bits(rng, 400, 0.6))])
+    path = claims_dir / "claims.yaml"
+    path.write_text(path.read_text() + "tables:\n  - section: b2n\n    runs: runs\n    table: b2n\n"
+                    "    rows: average\n  - section: later\n    runs: not-there\n    table: robustness\n")
+    readme = claims_dir / "README.md"
+    readme.write_text("<!-- claims:validity:begin -->\n<!-- claims:validity:end -->\n<!-- claims:seeds:begin -->\n"
+                      "<!-- claims:seeds:end -->\n<!-- table:b2n:begin -->\nold\n<!-- table:b2n:end -->\n"
+                      "<!-- table:later:begin -->\n<!-- table:later:end -->\n")
+    assert main(["report", "--claims", str(path), "--write", str(readme)]) == 0
+    block = readme.read_text().split("<!-- table:b2n:begin -->\n")[1].split("<!-- table:b2n:end -->")[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "Average" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| coop", "| maple", "| zeroshot"]
+    assert "old" not in block and "| d1 |" not in block
+    assert "Not in the average (runs on fewer datasets): promptsrc (1 of 2)." in block
+    assert "_No runs yet under" in readme.read_text().split("<!-- table:later:begin -->")[1]
+
+    before = readme.read_text().replace("<!-- table:later:end -->", "")
+    readme.write_text(before)
+    capsys.readouterr()
+    assert main(["report", "--claims", str(path), "--write", str(readme)]) != 0
+    assert "table:later:end" in capsys.readouterr().err and readme.read_text() == before  # nothing half-written
+    path.write_text(path.read_text().replace("table: robustness", "table: nope"))
+    with pytest.raises(RobustPromptError, match="table must be one of"):
+        load_tables(path)

@@ -45,15 +45,17 @@ def register(sub) -> None:
                         "the verdicts (no DIR needed)")
     p.add_argument("--write", metavar="README",
                    help="with --claims: rewrite the claims sections between the file's "
-                        "'<!-- claims:SECTION:begin/end -->' markers")
+                        "'<!-- claims:SECTION:begin/end -->' markers, and the claims file's tables between "
+                        "'<!-- table:SECTION:begin/end -->'")
     p.set_defaults(func=run)
 
 
 def run_claims(args) -> int:
     from ..atomic import atomic_write_text
-    from ..report.claims import evaluate_claims, load_claims, render_section, write_sections
+    from ..report.claims import evaluate_claims, load_claims, load_tables, render_section, render_table, write_sections
 
     outcomes = evaluate_claims(load_claims(args.claims))
+    tables = {spec.section: render_table(spec) for spec in load_tables(args.claims)}
     sections: dict[str, list] = {}
     for o in outcomes:
         sections.setdefault(o.claim.section, []).append(o)
@@ -61,12 +63,14 @@ def run_claims(args) -> int:
         print(f"## {name}\n")
         print(render_section(items))
         print()
+    for name, body in tables.items():
+        print(f"## {name}\n\n{body}\n")
     if args.write:
         from pathlib import Path
 
         path = Path(args.write)
-        atomic_write_text(path, write_sections(path.read_text(), outcomes))
-        print(f"wrote {len(outcomes)} claim(s) into {path}")
+        atomic_write_text(path, write_sections(path.read_text(), outcomes, tables))
+        print(f"wrote {len(outcomes)} claim(s) and {len(tables)} table(s) into {path}")
     return 0
 
 

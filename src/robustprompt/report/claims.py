@@ -24,6 +24,15 @@ verdict in the claimed direction: established, refuted, not established, "too fe
 "no runs" when the runs are not on disk. `render_section` writes the Markdown that `write_sections` puts between
 `<!-- claims:SECTION:begin -->` and `<!-- claims:SECTION:end -->` in a README, so no number there is
 typed by hand.
+
+The file may also list `tables:`, each a report table written between `<!-- table:SECTION:begin -->` and
+`<!-- table:SECTION:end -->`:
+
+    section    the marker name
+    runs       the folder(s) of run directories, as for a claim
+    table      b2n | robustness | noise | clean (the tables of `robustprompt report`)
+    rows       all (default) or average (only the rows averaged over datasets; the methods left out of
+               the average for want of a dataset are named under the table)
 """
 
 from __future__ import annotations
@@ -56,12 +65,78 @@ class Claim:
     min_images: int = 0
 
 
+@dataclass(frozen=True)
+class TableSpec:
+    section: str
+    runs: tuple[str, ...]
+    table: str
+    rows: str = "all"
+
+
 @dataclass
 class Outcome:
     claim: Claim
     row: ComparisonRow | None  # in the claimed direction: a vs b (or b vs a for "less")
     verdict: str
     note: str = ""
+
+
+def _folders(path: Path, runs) -> tuple[str, ...]:
+    return tuple(str(path.parent / str(f)) for f in (runs if isinstance(runs, list) else [runs]))
+
+
+def load_tables(path: str | Path) -> list[TableSpec]:
+    """The optional `tables:` list of a claims file; one-line errors for a bad entry."""
+    from ..config import load_yaml
+    from .tables import TABLES
+
+    path = Path(path)
+    data = load_yaml(path)
+    items = data.get("tables", []) if isinstance(data, dict) else []
+    if not isinstance(items, list):
+        raise RobustPromptError(f"{path}: 'tables:' must be a list")
+    out = []
+    for i, item in enumerate(items):
+        where = f"{path}: table {i + 1}"
+        if not isinstance(item, dict) or not {"section", "runs", "table"} <= set(item):
+            raise RobustPromptError(f"{where} needs section, runs and table")
+        unknown = sorted(set(item) - set(TableSpec.__dataclass_fields__))
+        if unknown:
+            raise RobustPromptError(f"{where} ({item['section']}) has unknown keys {', '.join(unknown)}")
+        if item["table"] not in TABLES:
+            raise RobustPromptError(f"{where} ({item['section']}): table must be one of {', '.join(TABLES)}")
+        if item.get("rows", "all") not in ("all", "average"):
+            raise RobustPromptError(f"{where} ({item['section']}): rows must be 'all' or 'average'")
+        out.append(TableSpec(str(item["section"]), _folders(path, item["runs"]), item["table"],
+                             item.get("rows", "all")))
+    return out
+
+
+def render_table(spec: TableSpec) -> str:
+    """The report's table over the spec's runs, as Markdown with its note (average rows only with
+    rows: average, naming the methods that lack a dataset for the average)."""
+    from .collect import collect
+    from .tables import BUILDERS, to_markdown
+
+    folders = [f for f in spec.runs if Path(f).exists()]
+    if not folders:
+        return f"_No runs yet under {', '.join(spec.runs)}._"
+    table = BUILDERS[spec.table](collect(folders).runs)
+    missing = ""
+    if spec.rows == "average" and "dataset" in table.key_columns:
+        at = table.key_columns.index("dataset")
+        averaged = [r for r in table.rows if r.keys[at].startswith("Average (")]
+        covered: dict[str, set] = {}
+        for r in table.rows:
+            if not r.keys[at].startswith("Average ("):
+                covered.setdefault(r.label, set()).add(r.keys[at])
+        datasets = set().union(*covered.values()) if covered else set()
+        left = sorted(m for m in covered if m not in {r.label for r in averaged})
+        if left:
+            missing = ("Not in the average (runs on fewer datasets): "
+                       + ", ".join(f"{m} ({len(covered[m])} of {len(datasets)})" for m in left) + ".")
+        table.rows = averaged
+    return (to_markdown(table, heading=False).rstrip() + (f"\n\n{missing}" if missing else ""))
 
 
 def load_claims(path: str | Path) -> list[Claim]:
@@ -88,8 +163,7 @@ def load_claims(path: str | Path) -> list[Claim]:
             raise RobustPromptError(f"{where} ({item['id']}): direction must be 'greater' or 'less'")
         if not isinstance(item.get("min_images", 0), int) or item.get("min_images", 0) < 0:
             raise RobustPromptError(f"{where} ({item['id']}): min_images must be a whole number >= 0")
-        folders = item["runs"] if isinstance(item["runs"], list) else [item["runs"]]
-        runs = tuple(str(path.parent / str(f)) for f in folders)
+        runs = _folders(path, item["runs"])
         methods = item["a"] if isinstance(item["a"], list) else [item["a"]]
         for m in methods:
             values = {**item, "a": str(m), "runs": runs}
@@ -179,17 +253,23 @@ def render_section(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def write_sections(text: str, outcomes: list[Outcome]) -> str:
+def _replace_block(text: str, kind: str, name: str, body: str) -> str:
+    begin, end = f"<!-- {kind}:{name}:begin -->", f"<!-- {kind}:{name}:end -->"
+    pattern = re.compile(rf"({re.escape(begin)}\n).*?({re.escape(end)})", re.S)
+    if not pattern.search(text):
+        raise RobustPromptError(f"no '{begin}' ... '{end}' markers to write the section into")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+
+def write_sections(text: str, outcomes: list[Outcome], tables: dict[str, str] | None = None) -> str:
     """`text` with every `<!-- claims:SECTION:begin -->...<!-- claims:SECTION:end -->` block replaced by
-    the table of that section's outcomes; a section without markers is an error."""
+    the table of that section's outcomes, and every `<!-- table:SECTION:... -->` block by the rendered
+    table of that name (`tables`: section -> Markdown); a section without markers is an error."""
     sections: dict[str, list[Outcome]] = {}
     for o in outcomes:
         sections.setdefault(o.claim.section, []).append(o)
     for name, items in sections.items():
-        pattern = re.compile(rf"(<!-- claims:{re.escape(name)}:begin -->\n).*?(<!-- claims:{re.escape(name)}:end -->)",
-                             re.S)
-        if not pattern.search(text):
-            raise RobustPromptError(f"no '<!-- claims:{name}:begin -->' ... '<!-- claims:{name}:end -->' markers "
-                                    "to write the section into")
-        text = pattern.sub(lambda m: m.group(1) + render_section(items) + "\n" + m.group(2), text)
+        text = _replace_block(text, "claims", name, render_section(items))
+    for name, body in (tables or {}).items():
+        text = _replace_block(text, "table", name, body)
     return text

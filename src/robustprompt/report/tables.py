@@ -424,8 +424,8 @@ def _md_escape(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(t: Table, level: int = 2) -> str:
-    out = [f"{'#' * level} {t.title}", ""]
+def to_markdown(t: Table, level: int = 2, heading: bool = True) -> str:
+    out = [f"{'#' * level} {t.title}", ""] if heading else []
     if t.empty:
         out += ["_No records for this table._", ""]
         return "\n".join(out)
