@@ -28,3 +28,11 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
     --methods naptuning --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20 \
     --set train.lr=0.001 --set label=naptuning-lr1e-3 --out runs/suite-robustness-lr
+# Then at lr 1e-4 [ours], the middle of the three rates tried (1e-5: the code's, too slow for this budget;
+# 1e-3: collapsed). Only NAP-Tuning's rate was swept; the baselines ran once at their presets' rates, so
+# this favours NAP-Tuning slightly. Outcome: clean 24.9 [22.3, 27.7], PGD-100 16.9 [14.7, 19.3], AutoAttack
+# 13.6 [10.9, 16.9] on 500 images (APGD-CE broke 45 of the images clean-correct, APGD-T 7 more); claims s4b
+# and s5b (README). About 110 minutes on one thread beside another job.
+OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
+    --methods naptuning --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20 \
+    --set train.lr=0.0001 --set label=naptuning-lr1e-4 --out runs/suite-robustness-lr
