@@ -12,7 +12,8 @@
     --methods zeroshot,coop,kgcoop,ivlp,maple,anprompt --seeds 1 --noise gaussian:0.05,typo:0.1 \
     --out runs/suite-b2n
 # CoCoOp, PromptSRC and MMRL (issue 16), seed 1, the same protocol, one method at a time over the 11
-# datasets (MMRL about 300 s per dataset on one thread beside another job, PromptSRC about 1000 s);
+# datasets (MMRL about 300 s per dataset on one thread beside another job, CoCoOp 90 to 1200 s by dataset size,
+# 11 datasets in 83 minutes as two processes, PromptSRC about 1000 s);
 # their runs land beside the six methods' here. Read by bench/claims.yaml's "methods" claims (m1-m3).
 DS=emoji-animals,emoji-food,emoji-vehicles,emoji-scenes,emoji-faces,emoji-signs,emoji-objects,emoji-plants,emoji-actions,emoji-people,emoji-clothing
 for m in mmrl cocoop promptsrc; do
