@@ -15,5 +15,10 @@ $B2N --set label=anprompt-no-waloss --set method_cfg.w_wa=0 --out runs/ablations
 # method's run is suite-robustness's naptuning-lr1e-4. About 110 minutes each on one thread.
 ROB=".venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20"
 $ROB --methods naptuning --set train.lr=0.0001 --set label=naptuning-lr1e-4-no-refiners --set method_cfg.refine_vision=none --out runs/ablations/naptuning-lr1e-4-no-refiners
+# Run 2026-12-01/02 as: the same command with --no-autoattack (training 62 minutes and PGD-100 18 minutes on one
+# thread, beside two other jobs), then AutoAttack split over two processes and assembled:
+#   R=runs/ablations/naptuning-lr1e-4-no-refiners/emoji-food/naptuning/seed1
+#   for k in 0 1; do .venv/bin/robustprompt eval $R --attack autoattack --eps 1/255 --steps 100 --n-max 500 --shard $k/2 & done; wait
+#   .venv/bin/robustprompt eval $R --attack autoattack --eps 1/255 --steps 100 --n-max 500
 $ROB --methods naptuning --set train.lr=0.0001 --set label=naptuning-lr1e-4-purification --set method_cfg.w_pur=1 --out runs/ablations/naptuning-lr1e-4-purification
 $ROB --methods naptuning-v1 --out runs/ablations/naptuning-v1
