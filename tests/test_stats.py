@@ -239,3 +239,32 @@ def test_compare_rows_include_the_change_under_each_noise(tmp_path):
     change = by[("noise_change noise=blur:1", "base")]
     assert change.a == 0.0 and change.b == pytest.approx(-0.24, abs=0.04)  # B loses 30% of 80%
     assert by[("noise_change noise=blur:1", "HM")].verdict == "established"  # A drops less than B
+
+
+def test_an_average_pairs_only_the_seeds_every_dataset_has(tmp_path):
+    """A seed run on one dataset only must not enter the average: not as a seed, not as a weight."""
+    from test_report import rec, write_run
+
+    from robustprompt.report.collect import collect
+    from robustprompt.report.compare import comparison_rows
+
+    def bits(flags):
+        return "".join("1" if f else "0" for f in flags)
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "runs"
+    for ds, seeds in (("d1", (1, 2, 3)), ("d2", (1, 2))):
+        for seed in seeds:
+            for method in ("a", "b"):
+                # seed 3 (d1 only) has A far below B; seeds 1 and 2 have A well above B
+                p = {"a": 0.1 if seed == 3 else 0.9, "b": 0.5}[method]
+                flags = rng.random(200) < p
+                write_run(root, method, ds, seed, [rec(ds, "all", "clean_acc", flags.mean(), n=200,
+                                                       correct=bits(flags), items_sha256=f"{ds}-all")])
+    rows, notes = comparison_rows(collect([root]).runs, "a", "b", n_boot=500)
+    by = {r.scope: r.result for r in rows if r.split == "all"}
+    assert by["d1"].n_seeds == 3 and by["d2"].n_seeds == 2  # per dataset every seed counts
+    avg = by["average of 2"]
+    assert avg.n_seeds == 2 and avg.n_images == 400
+    assert avg.verdict == "established" and avg.diff == pytest.approx(0.4, abs=0.05)
+    assert any("seed(s) 3 left out" in n for n in notes)

@@ -8,7 +8,10 @@ the subsets' differences, which widens the interval rather than narrowing it. On
 dataset and evaluation (metric, split; eps, steps or noise where set), an HM row where base and
 novel accuracy were both measured, one "average" row per evaluation kind over the datasets
 evaluated in-domain (the evaluation's dataset is the training dataset), and one "SRC -> average"
-row per source over the other datasets its runs were tested on (cross-dataset transfer). Under a weak noise
+row per source over the other datasets its runs were tested on (cross-dataset transfer). An average
+pairs only the seeds that every one of its datasets has for both methods (as the average tables do), so
+that a seed run on some datasets only neither counts as a seed of the average nor weighs on some
+datasets and not others. Under a weak noise
 also a "noise_change" row: the accuracy (or HM) under the noise minus without it, per method, paired
 per image (a smaller drop is a larger change). The claim tested is "A > B"; the verdict reads the 95%
 interval of A - B.
@@ -75,12 +78,14 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
             p = r.protocol
             by_setting[(p.dataset, p.train_split, p.shots, p.backbone)][p.method][r.seed] = r
     notes: list[str] = []
-    # (train dataset, eval dataset, variant) -> split -> (cell A, cell B)
+    # (train dataset, eval dataset, variant) -> split -> (cell A, cell B); the rows' seeds per training dataset
     cells: dict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    seeds_of: dict[str, tuple] = {}
     for setting, by_method in sorted(by_setting.items()):
         seeds = sorted(set(by_method.get(a, {})) & set(by_method.get(b, {})))
         if not seeds:
             continue
+        seeds_of[setting[0]] = tuple(seeds)
         recs = {m: [{(rec["dataset"], _variant(rec), rec["split"]): rec for rec in by_method[m][s].evaluations}
                     for s in seeds] for m in (a, b)}
         keys = set.intersection(*(set(d) for m in (a, b) for d in recs[m]))
@@ -99,8 +104,10 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
                 continue
             cells[(setting[0], key[0], key[1])][key[2]] = (ma, mb)
     rows: list[ComparisonRow] = []
-    pooled: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)  # (evaluation, split, kind) -> datasets
-    transfer: dict[tuple, list[tuple[Cell, Cell]]] = defaultdict(list)  # (source, evaluation, split) -> targets
+    # (evaluation, split, kind) -> per dataset (its seeds, its pair)
+    pooled: dict[tuple, list[tuple[tuple, tuple[Cell, Cell]]]] = defaultdict(list)
+    # (source, evaluation, split) -> per target (its seeds, its pair)
+    transfer: dict[tuple, list[tuple[tuple, tuple[Cell, Cell]]]] = defaultdict(list)
     for (train_ds, eval_ds, variant), splits in sorted(cells.items()):
         scope = train_ds if train_ds == eval_ds else f"{train_ds} -> {eval_ds}"
         desc = _describe_variant(variant)
@@ -108,14 +115,14 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
             pair = (Cell({split: ma}), Cell({split: mb}))
             rows.append(ComparisonRow(scope, desc, split, compare([pair], "acc", n_boot=n_boot)))
             if train_ds == eval_ds:
-                pooled[(desc, split, "acc")].append(pair)
+                pooled[(desc, split, "acc")].append((seeds_of[train_ds], pair))
             else:
-                transfer[(train_ds, desc, split)].append(pair)
+                transfer[(train_ds, desc, split)].append((seeds_of[train_ds], pair))
         if "base" in splits and "novel" in splits:
             pair = (Cell({s: splits[s][0] for s in ("base", "novel")}), Cell({s: splits[s][1] for s in ("base", "novel")}))
             rows.append(ComparisonRow(scope, desc, "HM", compare([pair], "hm", n_boot=n_boot)))
             if train_ds == eval_ds:
-                pooled[(desc, "HM", "hm")].append(pair)
+                pooled[(desc, "HM", "hm")].append((seeds_of[train_ds], pair))
         clean = cells.get((train_ds, eval_ds, CLEAN))
         if variant[VARIANT_KEYS.index("noise")] and clean:
             for split, pair in _change_pairs(splits, clean).items():
@@ -123,15 +130,33 @@ def comparison_rows(runs: list[Run], a: str, b: str, *, n_boot: int = 4000) -> t
                 change = desc.replace("noise_acc", "noise_change", 1)
                 rows.append(ComparisonRow(scope, change, split, compare([pair], kind, n_boot=n_boot)))
                 if train_ds == eval_ds:
-                    pooled[(change, split, kind)].append(pair)
-    for (desc, split, kind), pairs in sorted(pooled.items()):
+                    pooled[(change, split, kind)].append((seeds_of[train_ds], pair))
+    for (desc, split, kind), entries in sorted(pooled.items()):
+        pairs = _shared_seeds(entries, f"average {desc} {split}", notes)
         if len(pairs) > 1:
             rows.append(ComparisonRow(f"average of {len(pairs)}", desc, split, compare(pairs, kind, n_boot=n_boot)))
-    for (train_ds, desc, split), pairs in sorted(transfer.items()):
+    for (train_ds, desc, split), entries in sorted(transfer.items()):
+        pairs = _shared_seeds(entries, f"{train_ds} -> average {desc} {split}", notes)
         if len(pairs) > 1:
             rows.append(ComparisonRow(f"{train_ds} -> average of {len(pairs)}", desc, split,
                                       compare(pairs, "acc", n_boot=n_boot)))
     return rows, notes
+
+
+def _shared_seeds(entries: list[tuple[tuple, tuple[Cell, Cell]]], where: str, notes: list[str]) -> list[tuple[Cell, Cell]]:
+    """The datasets' pairs cut to the seeds all of them have (rows of each matrix); none when they share none."""
+    shared = sorted(set.intersection(*(set(seeds) for seeds, _ in entries)))
+    if not shared:
+        notes.append(f"{where}: the datasets share no seed; no average")
+        return []
+    dropped = sorted(set().union(*(set(seeds) for seeds, _ in entries)) - set(shared))
+    if dropped:
+        notes.append(f"{where}: seed(s) {', '.join(map(str, dropped))} left out (not on every dataset)")
+    out = []
+    for seeds, pair in entries:
+        rows = [seeds.index(s) for s in shared]
+        out.append(tuple(Cell({split: m[rows] for split, m in cell.splits.items()}) for cell in pair))
+    return out
 
 
 def p_value_text(p: float | None) -> str:
