@@ -23,3 +23,28 @@ def test_a_short_loop_prints_nothing():
     out = io.StringIO()
     assert list(ProgressLines([1, 2, 3], desc="x", every=3600, stream=out)) == [1, 2, 3]
     assert out.getvalue() == ""
+
+
+def test_an_epoch_also_reports_the_time_to_the_end_of_training(monkeypatch):
+    import robustprompt.engine.progress as prog
+
+    clock = iter(float(t) for t in range(0, 1000, 10))  # each step takes 10 s; 4 steps per epoch
+    monkeypatch.setattr(prog.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    bar = ProgressLines(range(4), desc="epoch 3/5", every=15, stream=out, passes_after=2, whole="training")
+    assert list(bar) == list(range(4))
+    # after 2 of 4 steps: 20 s left in this epoch, then 2 epochs of 40 s
+    assert out.getvalue().splitlines()[0] == ("robustprompt: epoch 3/5: 2/4 (50%), 0:20 elapsed, about 0:20 left "
+                                             "(training: about 1:40)")
+
+
+def test_the_terminal_bar_shows_the_time_to_the_end_of_training(monkeypatch):
+    from robustprompt.engine.progress import _Bar
+
+    bar = _Bar(range(4), total=4, passes_after=2, whole="training", file=io.StringIO())
+    now = bar.start_t + 20.0
+    monkeypatch.setattr(bar, "_time", lambda: now)
+    bar.n = 2
+    bar.set_postfix(loss="0.5")
+    assert bar.postfix == "loss=0.5, training=~1:40 left"
+    bar.close()

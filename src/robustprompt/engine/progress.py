@@ -1,6 +1,7 @@
 """Progress of long loops: a tqdm bar with time left in a terminal, and otherwise (a log file under
-nohup, CI) one line on stderr now and then with the count and the time left. Under torchrun only
-rank 0 reports."""
+nohup, CI) one line on stderr now and then with the count and the time left. A loop that is one of
+several passes of the same length (a training epoch) also gives the time left to the end of them all,
+estimated from this pass's pace. Under torchrun only rank 0 reports."""
 
 from __future__ import annotations
 
@@ -18,17 +19,29 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def time_to_end(done: int, total: int | None, elapsed: float, passes_after: int) -> float | None:
+    """Seconds left in this pass and the `passes_after` passes of the same length after it, at this pass's pace."""
+    if not done or not total:
+        return None
+    per_item = elapsed / done
+    return per_item * (total - done) + per_item * total * passes_after
+
+
 class ProgressLines:
     """Iterates like tqdm; writes `robustprompt: DESC: i/N (p%), m:ss elapsed, about m:ss left` every
-    LINE_EVERY_S seconds (and never for a loop that ends sooner)."""
+    LINE_EVERY_S seconds (and never for a loop that ends sooner); with `passes_after`, also the time
+    left to the end of `whole` (e.g. "training")."""
 
-    def __init__(self, iterable, desc: str = "", total: int | None = None, every: float | None = None, stream=None):
+    def __init__(self, iterable, desc: str = "", total: int | None = None, every: float | None = None, stream=None,
+                 passes_after: int = 0, whole: str = ""):
         self.iterable = iterable
         self.desc = desc
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.every = LINE_EVERY_S if every is None else every
         self.stream = stream or sys.stderr
         self.postfix = ""
+        self.passes_after = passes_after
+        self.whole = whole
 
     def set_postfix(self, **kw) -> None:
         self.postfix = ", ".join(f"{k} {v}" for k, v in kw.items())
@@ -39,6 +52,8 @@ class ProgressLines:
             text += f"/{self.total} ({100 * done / self.total:.0f}%), {_hms(elapsed)} elapsed"
             if done:
                 text += f", about {_hms(elapsed / done * (self.total - done))} left"
+                if self.passes_after:
+                    text += f" ({self.whole or 'all'}: about {_hms(time_to_end(done, self.total, elapsed, self.passes_after))})"
         else:
             text += f", {_hms(elapsed)} elapsed"
         return text + (f", {self.postfix}" if self.postfix else "")
@@ -56,9 +71,26 @@ class ProgressLines:
         return self.total or 0
 
 
-def progress(iterable, desc: str = "", total: int | None = None):
+class _Bar(tqdm):
+    """tqdm whose postfix also holds the time left to the end of `whole` when more passes follow."""
+
+    def __init__(self, *args, passes_after: int = 0, whole: str = "", **kwargs):
+        self.passes_after, self.whole = passes_after, whole
+        super().__init__(*args, **kwargs)
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        left = time_to_end(self.n, self.total, self._time() - self.start_t, self.passes_after)
+        if self.passes_after and left is not None:
+            kwargs[self.whole or "all"] = f"~{_hms(left)} left"
+        super().set_postfix(ordered_dict, refresh, **kwargs)
+
+
+def progress(iterable, desc: str = "", total: int | None = None, passes_after: int = 0, whole: str = ""):
+    """A progress bar or, without a terminal, progress lines; `passes_after` more passes of the same length
+    follow this one (the epochs after this one), and the time left to the end of `whole` is shown too."""
     if os.environ.get("RANK", "0") != "0":
         return ProgressLines(iterable, desc, total, every=float("inf"))
     if sys.stderr.isatty():
-        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
-    return ProgressLines(iterable, desc, total)
+        return _Bar(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+                    passes_after=passes_after, whole=whole)
+    return ProgressLines(iterable, desc, total, passes_after=passes_after, whole=whole)

@@ -238,7 +238,8 @@ def _train_locked(run: RunDir, s: Setup, resume: bool, stop_after_epochs: int | 
                              num_workers=0 if cached else cfg.data.num_workers)
         method.train()
         sums = TermSums(device)  # the loss and its named terms, summed on the device: one sync per interval
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}")
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", passes_after=end_epoch - epoch - 1,
+                       whole="training")
         for step, (inputs, labels) in enumerate(bar):
             inputs, labels = inputs.to(device), labels.to(device)
             loss, stats = runner(loss_fn, inputs, labels)
