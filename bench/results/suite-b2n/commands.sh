@@ -21,7 +21,8 @@ for m in mmrl cocoop promptsrc; do
   OMP_NUM_THREADS=1 .venv/bin/robustprompt bench b2n --model robustprompt-small --datasets $DS --methods $m \
       --seeds 1 --noise gaussian:0.05,typo:0.1 --out runs/suite-b2n-new
 done
-# Seed 3 of the six methods (the same command as seed 1 with --seeds 3), one thread, 2026-12-01: emoji-animals,
-# -food, -vehicles, -scenes so far (600 to 1850 s per dataset beside other jobs). Kept apart, in
-# bench/results/suite-b2n-seed3-partial/runs, until all 11 datasets have it: the claims' paired comparisons
-# would otherwise mix a third seed on some datasets into a two-seed average. Move them here when complete.
+# Seed 3 of the six methods: the same command as seed 1 with --seeds 3, one thread per process
+# (OMP_NUM_THREADS=1), up to two processes at once on disjoint --datasets lists: emoji-animals, -food,
+# -vehicles, -scenes on 2026-12-01 (600 to 1850 s per dataset beside other jobs), the other seven on
+# 2026-12-02 (emoji-actions 8 min, -plants 6 min, -people 35 min, -clothing 30 min, -faces 36 min, -signs
+# 31 min, -objects 25 min, each beside two or three other single-thread jobs on the 2 cores).
