@@ -21,4 +21,7 @@ $ROB --methods naptuning --set train.lr=0.0001 --set label=naptuning-lr1e-4-no-r
 #   for k in 0 1; do .venv/bin/robustprompt eval $R --attack autoattack --eps 1/255 --steps 100 --n-max 500 --shard $k/2 & done; wait
 #   .venv/bin/robustprompt eval $R --attack autoattack --eps 1/255 --steps 100 --n-max 500
 $ROB --methods naptuning --set train.lr=0.0001 --set label=naptuning-lr1e-4-purification --set method_cfg.w_pur=1 --out runs/ablations/naptuning-lr1e-4-purification
+# Run 2026-12-02 the same way: with --no-autoattack (training 85 minutes on one thread beside two or three
+# other single-thread jobs, PGD-100 about 50 minutes), and the two AutoAttack shards started while PGD ran
+# (shards write only their own batch files), then assembled with the command without --shard.
 $ROB --methods naptuning-v1 --out runs/ablations/naptuning-v1
