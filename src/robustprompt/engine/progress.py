@@ -33,7 +33,7 @@ class ProgressLines:
     left to the end of `whole` (e.g. "training")."""
 
     def __init__(self, iterable, desc: str = "", total: int | None = None, every: float | None = None, stream=None,
-                 passes_after: int = 0, whole: str = ""):
+                 passes_after: int = 0, whole: str = "all"):
         self.iterable = iterable
         self.desc = desc
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
@@ -51,9 +51,9 @@ class ProgressLines:
         if self.total:
             text += f"/{self.total} ({100 * done / self.total:.0f}%), {_hms(elapsed)} elapsed"
             if done:
-                text += f", about {_hms(elapsed / done * (self.total - done))} left"
+                text += f", about {_hms(time_to_end(done, self.total, elapsed, 0))} left"
                 if self.passes_after:
-                    text += f" ({self.whole or 'all'}: about {_hms(time_to_end(done, self.total, elapsed, self.passes_after))})"
+                    text += f" ({self.whole}: about {_hms(time_to_end(done, self.total, elapsed, self.passes_after))})"
         else:
             text += f", {_hms(elapsed)} elapsed"
         return text + (f", {self.postfix}" if self.postfix else "")
@@ -74,18 +74,18 @@ class ProgressLines:
 class _Bar(tqdm):
     """tqdm whose postfix also holds the time left to the end of `whole` when more passes follow."""
 
-    def __init__(self, *args, passes_after: int = 0, whole: str = "", **kwargs):
+    def __init__(self, *args, passes_after: int = 0, whole: str = "all", **kwargs):
         self.passes_after, self.whole = passes_after, whole
         super().__init__(*args, **kwargs)
 
     def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
         left = time_to_end(self.n, self.total, self._time() - self.start_t, self.passes_after)
         if self.passes_after and left is not None:
-            kwargs[self.whole or "all"] = f"~{_hms(left)} left"
+            kwargs[self.whole] = f"~{_hms(left)} left"
         super().set_postfix(ordered_dict, refresh, **kwargs)
 
 
-def progress(iterable, desc: str = "", total: int | None = None, passes_after: int = 0, whole: str = ""):
+def progress(iterable, desc: str = "", total: int | None = None, passes_after: int = 0, whole: str = "all"):
     """A progress bar or, without a terminal, progress lines; `passes_after` more passes of the same length
     follow this one (the epochs after this one), and the time left to the end of `whole` is shown too."""
     if os.environ.get("RANK", "0") != "0":
