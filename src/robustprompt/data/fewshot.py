@@ -6,9 +6,11 @@ Rules (the field's protocol, METHODS.md):
   classes in label order, each class's images in the reader's order, `rng.sample(class, K)`.
   Validation takes min(K, 4) per class from val the same way (its own `random.Random(seed)`).
   Test is never sampled. K <= 0 means every train and val image.
-- **A class with fewer than K images is an error** (DataError naming the class, the split, how
-  many it has and K). The same rule holds for val with min(K, 4). The field's code silently took
-  all images of such a class; an error keeps "K-shot" meaning K.
+- **A class with fewer than K train images is an error** (DataError naming the class, how many it
+  has and K): the field's code silently took all images of such a class; an error keeps "K-shot"
+  meaning K. Val is not: a class with fewer than min(K, 4) val images keeps all of them, as the
+  field's code does (the engine trains on the last epoch and never reads val; emoji-world has 2 val
+  images per class).
 - Sampling happens on all classes, then classes are subsampled, as the field does: the base
   training set of seed S is the "all" training set of seed S restricted to the base classes.
 - Base / novel: classes sorted by label; base = the first ceil(n/2), novel = the rest, each
@@ -83,11 +85,13 @@ def few_shot(
     *,
     what: str = "train",
     classnames: Sequence[str] | None = None,
+    at_most: bool = False,
 ) -> list[Datum]:
     """K items per label, sampled with `random.Random(seed)`; k <= 0 returns all items.
 
     Output: classes in label order, each class's picks in their input order. A class with fewer
-    than k items is a DataError; with `classnames`, so is a class that has no item at all.
+    than k items is a DataError (with `at_most`, it keeps all its items); with `classnames`, so is
+    a class that has no item at all.
     """
     if k <= 0:
         return list(items)
@@ -99,14 +103,14 @@ def few_shot(
     out: list[Datum] = []
     for label in labels:
         group = groups.get(label, [])
-        if len(group) < k:
+        if len(group) < k and not (at_most and group):
             name = classnames[label] if classnames is not None else group[0][1].classname
             have = f"{len(group)} {what} image" + ("" if len(group) == 1 else "s")
             raise DataError(
                 f"few-shot: class {name!r} (label {label}) has {have}, fewer than the {k} asked for; "
                 f"lower --shots or add images"
             )
-        picked = rng.sample(group, k)
+        picked = rng.sample(group, min(k, len(group)))
         out.extend(d for _, d in sorted(picked, key=lambda t: t[0]))
     return out
 
@@ -158,7 +162,8 @@ def _load_cache(path: Path, ds: DatasetSplits, base: str, fingerprint: str) -> t
 
 def sample_shots(ds: DatasetSplits, shots: int, seed: int) -> DatasetSplits:
     train = few_shot(ds.train, shots, seed, what="train", classnames=ds.classnames)
-    val = few_shot(ds.val, min(shots, VAL_SHOTS_MAX), seed, what="val", classnames=ds.classnames) if ds.val else []
+    val = few_shot(ds.val, min(shots, VAL_SHOTS_MAX), seed, what="val", classnames=ds.classnames,
+                   at_most=True) if ds.val else []
     return ds.with_splits(train=train, val=val)
 
 
