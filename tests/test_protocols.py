@@ -72,3 +72,29 @@ def test_bench_xd_and_robustness_across_datasets(tmp_path, capsys):
 def test_bench_xd_needs_targets(tmp_path, capsys):
     assert main(["bench", "xd", "--datasets", "shapes", "--out", str(tmp_path / "b")]) != 0
     assert "--targets" in capsys.readouterr().err
+
+
+def test_every_shipped_preset_builds_a_run_config():
+    from robustprompt.config import build_run_config, list_presets
+    from robustprompt.methods.registry import list_methods
+
+    for preset in list_presets():
+        assert build_run_config(preset).method in list_methods(), preset
+
+
+def test_maple_xd_is_the_authors_cross_dataset_recipe_and_bench_xd_uses_it():
+    """MaPLe's code trains its cross-dataset source with vit_b16_c2_ep5_batch4_2ctx_cross_datasets.yaml:
+    the base-to-novel config but PROMPT_DEPTH 3, lr 0.0026 and 2 epochs."""
+    from dataclasses import asdict
+
+    from robustprompt.commands.bench import B2N_PRESETS, XD_PRESETS
+    from robustprompt.config import build_run_config
+
+    b2n, xd = asdict(build_run_config("maple")), asdict(build_run_config("maple-xd"))
+    assert xd["method"] == "maple"
+    changed = {(section, k) for section in ("method_cfg", "train") for k in xd[section]
+               if xd[section][k] != b2n[section][k]}
+    assert changed == {("method_cfg", "depth"), ("train", "lr"), ("train", "epochs")}
+    assert (xd["method_cfg"]["depth"], xd["train"]["lr"], xd["train"]["epochs"]) == (3, 0.0026, 2)
+    assert xd["train"]["batch_size"] == 4
+    assert XD_PRESETS == [("maple-xd" if p == "maple" else p) for p in B2N_PRESETS]

@@ -7,6 +7,7 @@ from pathlib import Path
 from ._common import add_device, formatter, split_list
 
 B2N_PRESETS = ["zeroshot", "coop", "kgcoop", "ivlp", "maple", "anprompt"]
+XD_PRESETS = ["zeroshot", "coop", "kgcoop", "ivlp", "maple-xd", "anprompt"]  # MaPLe's code has its own xd recipe
 ROBUST_PRESETS = ["zeroshot", "coop", "advpt", "advivlp", "advmaple", "naptuning"]
 TESTBEDS = ["fashion-mnist", "shapes", "colors"]
 IMAGE_NOISES = ["gaussian:0.02", "gaussian:0.05", "blur:1", "jpeg:50", "typo:0.1"]
@@ -67,7 +68,7 @@ def run(args) -> int:
         seeds = [int(s) for s in split_list(args.seeds, [])]
     except ValueError:
         raise ConfigError(f"--seeds must be integers, got {args.seeds!r}") from None
-    presets = split_list(args.methods, ROBUST_PRESETS if args.protocol == "robustness" else B2N_PRESETS)
+    presets = split_list(args.methods, {"b2n": B2N_PRESETS, "xd": XD_PRESETS, "robustness": ROBUST_PRESETS}[args.protocol])
     targets = split_list(args.targets, [])
     if args.protocol == "xd" and not targets:
         raise ConfigError("bench xd needs --targets (the datasets to test the source runs on)")
