@@ -13,3 +13,12 @@ def tiny_backbone():
 
     torch.manual_seed(0)
     return load_backbone("robustprompt-test", "random")
+
+
+@pytest.fixture
+def full_text_path(tiny_backbone):
+    """The tiny backbone with every class prompt run in full (no shared prefix): for tests that compare
+    two methods bit for bit when only one of them can share its prefix (text refiners stop sharing)."""
+    tiny_backbone.share_text_prefix = False
+    yield tiny_backbone
+    tiny_backbone.share_text_prefix = True

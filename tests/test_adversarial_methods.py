@@ -88,7 +88,8 @@ def test_refiner_with_zero_up_is_the_identity_and_default_is_close():
 
 
 @pytest.mark.parametrize("refine_vision,refine_text", [("all", "prompts"), ("cls", "all"), ("prompts", "cls")])
-def test_naptuning_at_init_equals_ivlp_with_the_same_prompts(tiny_backbone, images, refine_vision, refine_text):
+def test_naptuning_at_init_equals_ivlp_with_the_same_prompts(full_text_path, images, refine_vision, refine_text):
+    tiny_backbone = full_text_path
     ivlp = make("ivlp", tiny_backbone, seed=0).eval()
     nap = make("naptuning-ivlp", tiny_backbone, seed=1, **v1(refiner_up_init_std=0.0, refine_vision=refine_vision,
                                                          refine_text=refine_text)).eval()

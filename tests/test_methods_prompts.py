@@ -139,8 +139,8 @@ def test_defaults_scale_depth_9_to_the_tiny_model(tiny_backbone):
 
 # ------------------------------------------------------------------ IVLP
 @pytest.mark.parametrize("depth", [1, 2])
-def test_ivlp_prompt_positions(tiny_backbone, depth):
-    bb = tiny_backbone
+def test_ivlp_prompt_positions(full_text_path, depth):
+    bb = full_text_path  # the hooks see each block's whole input (the shared-prefix path splits it)
     m = make("ivlp", bb, depth_text=depth, depth_vision=depth, depth_rule="exact")
     text, vision = run_towers(m, bb, torch.rand(2, 3, 16, 16))
     check_text_positions(m, bb, text, depth, 2)
@@ -171,8 +171,8 @@ def test_ivlp_language_only(tiny_backbone):
 
 # ------------------------------------------------------------------ MaPLe
 @pytest.mark.parametrize("depth", [1, 2, 3])
-def test_maple_prompt_positions_and_coupling(tiny_backbone, depth):
-    bb = tiny_backbone
+def test_maple_prompt_positions_and_coupling(full_text_path, depth):
+    bb = full_text_path  # the hooks see each block's whole input (the shared-prefix path splits it)
     m = make("maple", bb, depth=depth, depth_rule="exact")
     text, vision = run_towers(m, bb, torch.rand(2, 3, 16, 16))
     check_text_positions(m, bb, text, depth, 2)

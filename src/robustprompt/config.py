@@ -69,6 +69,11 @@ class TrainConfig:
         "help": "with more training classes than this, encode the class side in chunks of this many under "
                 "activation checkpointing: memory of one chunk for one more text forward per step (1000 classes "
                 "on ViT-B/16: 35-50% less memory, 11-34% more time; docs/performance.md); 0 = all classes at once"})
+    share_text_prefix: bool = field(default=True, metadata={
+        "help": "run the leading prompt tokens that every class shares (SOS, a class-independent context) "
+                "through the text tower once instead of once per class: the same features to float rounding "
+                "and 2-3x less text-tower work for CoOp-style prompts (docs/performance.md); false = every "
+                "prompt in full, as runs made before 2026-12-02 were"})
     cache_image_features: Union[Literal["auto"], bool] = field(default="auto", metadata={
         "help": "text-only methods (CoOp, KgCoOp, AdvPT): compute the frozen image tower's training features "
                 "once and reuse them every epoch. Valid only when every epoch sees the same images: "

@@ -43,14 +43,40 @@ def _contiguous_ok(block: nn.Module) -> bool:
 def block_contiguous(block: nn.Module, x: Tensor, attn_mask: Tensor | None) -> Tensor:
     """The same computation as open_clip's ResidualAttentionBlock.forward on (B, N, D) tokens: one
     F.linear for q, k, v, scaled_dot_product_attention, the out-projection, then the MLP."""
+    q, k, v = _qkv(block, x)
+    mask = attn_mask.to(q.dtype) if attn_mask is not None else None
+    return _finish(block, x, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+
+def block_shared_prefix(block: nn.Module, prefix: Tensor, rows: Tensor, prefix_mask: Tensor,
+                        rows_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """One block on sequences that all start with the same tokens: `prefix` (1, P, D), the tokens that
+    follow it in each row `rows` (B, M, D). The prefix attends to itself (causal); each row's tokens
+    attend to the prefix's keys and values and to their own (causal), as in the full (B, P + M, D)
+    sequence."""
+    qp, kp, vp = _qkv(block, prefix)
+    qr, kr, vr = _qkv(block, rows)
+    B = rows.shape[0]
+    k = torch.cat([kp.expand(B, -1, -1, -1), kr], dim=2)
+    v = torch.cat([vp.expand(B, -1, -1, -1), vr], dim=2)
+    out_p = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask.to(qp.dtype))
+    out_r = F.scaled_dot_product_attention(qr, k, v, attn_mask=rows_mask.to(qr.dtype))
+    return _finish(block, prefix, out_p), _finish(block, rows, out_r)
+
+
+def _qkv(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v of (B, N, D) tokens, each (B, heads, N, D / heads)."""
     a = block.attn
     B, N, D = x.shape
-    H = a.num_heads
     qkv = F.linear(block.ln_1(x), a.in_proj_weight, a.in_proj_bias)
-    q, k, v = qkv.view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4).unbind(0)
-    mask = attn_mask.to(q.dtype) if attn_mask is not None else None
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    o = F.linear(o.transpose(1, 2).reshape(B, N, D), a.out_proj.weight, a.out_proj.bias)
+    return qkv.view(B, N, 3, a.num_heads, D // a.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def _finish(block: nn.Module, x: Tensor, attended: Tensor) -> Tensor:
+    """The out-projection of the attention output (B, heads, N, D / heads), the residual, then the MLP."""
+    a = block.attn
+    B, N, D = x.shape
+    o = F.linear(attended.transpose(1, 2).reshape(B, N, D), a.out_proj.weight, a.out_proj.bias)
     x = x + block.ls_1(o)
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
@@ -99,6 +125,9 @@ class PromptableCLIP(nn.Module):
         self.register_buffer("image_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
+        # text(shared_prefix=P) computes the shared prefix once (same features; gradients to float
+        # rounding). False runs every row in full, as before 2026-12-02 (train.share_text_prefix).
+        self.share_text_prefix = True
 
     def train(self, mode: bool = True):
         # The backbone is frozen: it stays in eval mode (no dropout, no patch dropout) always.
@@ -199,8 +228,15 @@ class PromptableCLIP(nn.Module):
     def eot_index(token_ids: Tensor) -> Tensor:
         return token_ids.argmax(dim=-1)  # the EOT token has the largest id (open_clip's "argmax" pool)
 
-    def text(self, embeddings: Tensor, eot_index: Tensor, edits: TowerEdits | None = None) -> TowerOutput:
-        """embeddings: (N, L, D) token embeddings (before positional embedding), eot_index: (N,)."""
+    def text(self, embeddings: Tensor, eot_index: Tensor, edits: TowerEdits | None = None,
+             shared_prefix: int = 0) -> TowerOutput:
+        """embeddings: (N, L, D) token embeddings (before positional embedding), eot_index: (N,).
+
+        `shared_prefix` P > 0 is the caller's promise that positions 0..P-1 are one tensor repeated in
+        every row (a class-independent context after SOS, as CoOp's). Under the causal mask those
+        positions then hold the same states in every row at every layer, so they are computed once
+        and each row runs only its own tokens (`block_shared_prefix`); see `_can_share` for when this
+        applies and `share_text_prefix` to turn it off."""
         c = self.clip
         edits = edits or TowerEdits()
         edits.check_depth(self.text_layers, "text")
@@ -208,6 +244,8 @@ class PromptableCLIP(nn.Module):
         # (tokens beyond it then do not appear in TowerOutput.tokens)
         keep = int(eot_index.max()) + 1
         embeddings = embeddings[:, :keep]
+        if self.share_text_prefix and shared_prefix > 0 and self._can_share(edits, shared_prefix, eot_index):
+            return self._text_shared(embeddings, eot_index, edits, shared_prefix)
         x = embeddings + c.positional_embedding[:keep].to(embeddings.dtype)
         eot = eot_index.clone()
         mask = c.attn_mask if x.shape[1] == c.attn_mask.shape[0] else causal_mask(x.shape[1], x.device)
@@ -229,6 +267,50 @@ class PromptableCLIP(nn.Module):
         pooled = tokens[torch.arange(tokens.shape[0], device=tokens.device), eot]
         features = c.text_projection(pooled) if isinstance(c.text_projection, nn.Linear) else pooled @ c.text_projection
         return TowerOutput(features=features, tokens=tokens, hidden=hidden, eot_index=eot)
+
+    def _can_share(self, edits: TowerEdits, P: int, eot_index: Tensor) -> bool:
+        """The shared-prefix path computes the same thing when every EOT lies after the prefix, each
+        layer edit puts class-independent tokens inside the prefix (an insert grows it), nothing asks
+        for per-layer states or refiners, and every block is open_clip's standard one."""
+        if int(eot_index.min()) < P or edits.refiners or edits.collect:
+            return False
+        for layer in sorted(edits.layers):
+            edit = edits.layers[layer]
+            if edit.tokens.dim() != 2 or edit.start == "end":
+                return False
+            if edit.mode == "insert":
+                if int(edit.start) > P:
+                    return False
+                P += edit.n
+            elif int(edit.start) + edit.n > P:
+                return False
+        return all(_contiguous_ok(block) for block in self.clip.transformer.resblocks)
+
+    def _text_shared(self, embeddings: Tensor, eot_index: Tensor, edits: TowerEdits, P: int) -> TowerOutput:
+        c = self.clip
+        N, keep, _ = embeddings.shape
+        pos = c.positional_embedding[:keep].to(embeddings.dtype)
+        prefix, rows = embeddings[:1, :P] + pos[:P], embeddings[:, P:] + pos[P:]
+        eot = eot_index.clone()
+
+        def masks(P: int, M: int) -> tuple[Tensor, Tensor]:
+            return causal_mask(P, rows.device), torch.cat([torch.zeros(M, P, device=rows.device),
+                                                           causal_mask(M, rows.device)], dim=1)
+
+        prefix_mask, rows_mask = masks(P, rows.shape[1])
+        for i, block in enumerate(c.transformer.resblocks):
+            if i in edits.layers:
+                prefix = edits.layers[i].apply(prefix)
+                if prefix.shape[1] != P:  # an insert: every EOT lies after the prefix and moves with it
+                    eot += prefix.shape[1] - P
+                    P = prefix.shape[1]
+                    prefix_mask, rows_mask = masks(P, rows.shape[1])
+            prefix, rows = block_shared_prefix(block, prefix, rows, prefix_mask, rows_mask)
+        rows = c.ln_final(rows)
+        pooled = rows[torch.arange(N, device=rows.device), eot - P]
+        features = c.text_projection(pooled) if isinstance(c.text_projection, nn.Linear) else pooled @ c.text_projection
+        tokens = torch.cat([c.ln_final(prefix).expand(N, -1, -1), rows], dim=1)
+        return TowerOutput(features=features, tokens=tokens, hidden={}, eot_index=eot)
 
     def encode_text(self, token_ids: Tensor, edits: TowerEdits | None = None) -> Tensor:
         return self.text(self.embed_tokens(token_ids), self.eot_index(token_ids), edits).features

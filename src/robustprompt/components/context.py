@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..backbone import PromptableCLIP
+from ..backbone import PromptableCLIP, TowerEdits, TowerOutput
+
+
+def shared_positions(ids: Tensor, eot: Tensor) -> int:
+    """How many leading tokens every prompt of `ids` (N, L) has in common, up to the first EOT: the
+    `shared_prefix` that `PromptableCLIP.text` may compute once (valid for frozen embeddings and for a
+    context shared by all rows, not for per-row learnable tokens)."""
+    same = (ids == ids[:1]).all(dim=0)
+    return min(int(same.long().cumprod(0).sum()), int(eot.min()))
 
 
 class TemplateTokens:
@@ -14,19 +22,26 @@ class TemplateTokens:
 
     def __init__(self, template: str):
         self.template = template
-        self._cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+        self._cache: dict[tuple[str, ...], tuple[Tensor, Tensor, int]] = {}
 
-    def get(self, backbone: PromptableCLIP, classnames, device: torch.device) -> tuple[Tensor, Tensor]:
+    def _entry(self, backbone: PromptableCLIP, classnames) -> tuple[Tensor, Tensor, int]:
         key = tuple(classnames)
         if key not in self._cache:
             ids = backbone.tokenize([self.template.format(c) for c in key])
+            eot = backbone.eot_index(ids)
             with torch.no_grad():
-                self._cache[key] = (backbone.embed_tokens(ids), backbone.eot_index(ids))
-        emb, eot = self._cache[key]
+                self._cache[key] = (backbone.embed_tokens(ids), eot, shared_positions(ids, eot))
+        return self._cache[key]
+
+    def get(self, backbone: PromptableCLIP, classnames, device: torch.device) -> tuple[Tensor, Tensor]:
+        emb, eot, shared = self._entry(backbone, classnames)
         if emb.device != device:
             emb, eot = emb.to(device), eot.to(device)
-            self._cache[key] = (emb, eot)
+            self._cache[tuple(classnames)] = (emb, eot, shared)
         return emb, eot
+
+    def shared_positions(self, backbone: PromptableCLIP, classnames) -> int:
+        return self._entry(backbone, classnames)[2]
 
 
 class TextContextPrompt(nn.Module):
@@ -63,6 +78,24 @@ class TextContextPrompt(nn.Module):
             vectors = vectors.unsqueeze(0).repeat(n_classes, 1, 1)
         self.ctx = nn.Parameter(vectors.float())
         self._cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+        self._shared: dict[tuple[str, ...], int] = {}
+
+    def shared_positions(self, classnames: tuple[str, ...]) -> int:
+        """Leading positions that are one tensor in every class's prompt (SOS, the context, fixed init
+        words, and any first words all class names share); 0 with class-specific context."""
+        classnames = tuple(classnames)
+        if self.class_specific:
+            return 0
+        if classnames not in self._shared:
+            bb = self.backbone[0]
+            ids = bb.tokenize([f"{self.prefix_text} {c}." for c in classnames])
+            self._shared[classnames] = shared_positions(ids, bb.eot_index(ids))
+        return self._shared[classnames]
+
+    def encode(self, classnames: tuple[str, ...], edits: TowerEdits | None = None) -> TowerOutput:
+        """The text tower on the prompted class names, the shared prefix computed once."""
+        emb, eot = self.embeddings(classnames)
+        return self.backbone[0].text(emb, eot, edits, shared_prefix=self.shared_positions(classnames))
 
     def _frozen_embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
         if classnames not in self._cache:

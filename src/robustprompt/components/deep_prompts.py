@@ -166,5 +166,4 @@ class DeepTextPrompt(nn.Module):
     def encode(self, classnames: Sequence[str], edits: TowerEdits | None = None) -> TowerOutput:
         """Run the text tower on the prompted class names; `edits` defaults to `TowerEdits(self.edits())`
         (a method adding refiners or collecting hidden states passes its own)."""
-        emb, eot = self.context.embeddings(tuple(classnames))
-        return self.backbone[0].text(emb, eot, edits if edits is not None else TowerEdits(layers=self.edits()))
+        return self.context.encode(tuple(classnames), edits if edits is not None else TowerEdits(layers=self.edits()))

@@ -30,6 +30,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", *, backbone=N
                               f"the run's config says {cfg.method!r}")
     backbone = backbone or load_backbone(cfg.model.name, cfg.model.pretrained, quick_gelu=cfg.model.quick_gelu,
                                          device=device)
+    backbone.share_text_prefix = cfg.train.share_text_prefix
     diff = backbone.identity.compatible_with(meta.get("backbone", {}))
     if diff:
         raise CheckpointError(f"{run.path} was trained on another backbone ({', '.join(diff)} differ: "

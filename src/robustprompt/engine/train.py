@@ -78,6 +78,7 @@ def build(cfg: RunConfig, device: str | torch.device = "cpu") -> Setup:
     """Load backbone and data and create the method: every bad input fails here, before any file is written."""
     device = torch.device(device)
     backbone = load_backbone(cfg.model.name, cfg.model.pretrained, quick_gelu=cfg.model.quick_gelu, device=device)
+    backbone.share_text_prefix = cfg.train.share_text_prefix
     data = prepare_dataset(cfg.data.dataset, cfg.data.root, shots=cfg.data.shots, seed=cfg.seed,
                            split=cfg.data.split)
     if not data.train:

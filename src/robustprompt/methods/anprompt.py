@@ -308,15 +308,17 @@ class ANPrompt(TwoBranchHead, Method):
                                   for i, l in enumerate(self.vision_layers)})
 
     # ------------------------------------------------------------------ class side
-    def _class_tokens(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
-        """Token embeddings (C, L, D) of the class prompts (learnable context in place) and EOT indices."""
+    def _class_tokens(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor, int]:
+        """Token embeddings (C, L, D) of the class prompts (learnable context in place), EOT indices, and
+        the leading positions all prompts share."""
         if self.context is not None:
-            return self.context.embeddings(classnames)
-        return self._template_tokens.get(self.backbone, classnames, self.residual.device)
+            return (*self.context.embeddings(classnames), self.context.shared_positions(classnames))
+        return (*self._template_tokens.get(self.backbone, classnames, self.residual.device),
+                self._template_tokens.shared_positions(self.backbone, classnames))
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
-        emb, eot = self._class_tokens(tuple(classnames))
-        return self.backbone.text(emb, eot, self.text_edits()).features
+        emb, eot, shared = self._class_tokens(tuple(classnames))
+        return self.backbone.text(emb, eot, self.text_edits(), shared_prefix=shared).features
 
     # ------------------------------------------------------------------ image side
     def vision_features(self, images: Tensor) -> tuple[Tensor, Tensor]:

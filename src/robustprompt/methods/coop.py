@@ -40,5 +40,4 @@ class CoOp(Method):
         return not self.config.class_specific  # CSC: class i's context is found by its position in the list
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
-        emb, eot = self.prompt.embeddings(classnames)
-        return self.backbone.text(emb, eot).features
+        return self.prompt.encode(classnames).features

@@ -88,7 +88,8 @@ class MMRL(TwoBranchHead, Method):
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
         emb, eot = self._template_tokens.get(self.backbone, classnames, self.proj_rep.device)
-        return self.backbone.text(emb, eot, self._edits(self.text_layers, self.r2t)).features
+        return self.backbone.text(emb, eot, self._edits(self.text_layers, self.r2t),
+                                  shared_prefix=self._template_tokens.shared_positions(self.backbone, classnames)).features
 
     def vision_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(v_cls, v_rep), unnormalised."""

@@ -151,8 +151,9 @@ class TokenRefinement:
         return edits
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
-        emb, eot = self.text_prompt.context.embeddings(tuple(classnames))
-        return self.backbone.text(emb, eot, self.text_edits(eot)).features
+        context = self.text_prompt.context
+        emb, eot = context.embeddings(tuple(classnames))
+        return self.backbone.text(emb, eot, self.text_edits(eot), shared_prefix=context.shared_positions(classnames)).features
 
     # ---- adversarial objective
     def _vision(self, images: Tensor):
