@@ -1,0 +1,12 @@
+# Cross-dataset transfer from the many-class source (validity finding v6, bench/claims.yaml): CoOp at its
+# preset (batch 32, 50 epochs) and MaPLe at its code's cross-dataset recipe (maple-xd: batch 4, 2 epochs,
+# depth 3), 16 shots of all 1227 emoji-world classes, tested clean on the eleven suite datasets.
+# NOT RUN YET. Each training step encodes all 1227 class prompts. Measured 2026-12-02 on one thread of
+# the 2-core machine, beside two other jobs, before the shared prefix: CoOp 6.4 s per step (30,700 steps,
+# about 55 hours per seed), maple-xd 3.0 s (9,816 steps, about 8 hours). The shared prefix measured 3.8x
+# for CoOp and 1.5x for MaPLe at 1000 classes, which leaves about 14 and 5 hours. So this is a GPU job.
+# Runs land in runs/suite-xd/emoji-world/<method>/seed<S>; copy their config.yaml, results.json and
+# log.txt to bench/results/suite-xd/runs/ and regenerate the README.
+SUITE=emoji-animals,emoji-food,emoji-vehicles,emoji-scenes,emoji-faces,emoji-signs,emoji-objects,emoji-plants,emoji-actions,emoji-people,emoji-clothing
+.venv/bin/robustprompt bench xd --model robustprompt-small --datasets emoji-world --targets $SUITE \
+    --methods coop,maple-xd --seeds 1,2,3 --out runs/suite-xd --device cuda
