@@ -9,8 +9,9 @@ A step is the engine's own (`engine.train.step_loss` + backward), at the method'
 images; class names are emoji-world's (real names of one to four words; `robustprompt world fetch`)
 or, without the world, "class 17 object". Per (method, class count) the two modes alternate
 `--repeats` times after one warm-up step each; the medians, their ratio (full / shared: how many times
-faster sharing is), the largest difference of the class features and the relative difference of the
-learnable gradients are printed, with the load average beside them.
+faster sharing is), the largest difference of the class features (of the logits for CoCoOp, whose
+class features exist per image only) and the relative difference of the learnable gradients are
+printed, with the load average beside them.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def measure(method: str, n: int, args) -> dict:
         feats = {}
         for share in (False, True):
             backbone.share_text_prefix = share
-            feats[share] = m.class_features(tuple(names))
+            try:
+                feats[share] = m.class_features(tuple(names))
+            except NotImplementedError:  # CoCoOp: class features exist per image only; its logits instead
+                feats[share] = m(x, m.class_context())
     backbone.share_text_prefix = True
     full, shared = statistics.median(times[False]), statistics.median(times[True])
     return {"method": method, "classes": n, "model": args.model, "full_s": full, "shared_s": shared,

@@ -121,3 +121,20 @@ def test_tokens_and_eot_of_the_shared_path_match_the_full_path(tiny_backbone, co
         tiny_backbone.share_text_prefix = True
     assert torch.equal(shared.eot_index, full.eot_index)
     torch.testing.assert_close(shared.tokens, full.tokens, rtol=1e-5, atol=1e-5)
+
+
+def test_cocoop_shares_one_prefix_per_image(tiny_backbone, count_shared):
+    """CoCoOp's context is shifted per image: the rows of one image share a prefix, images do not."""
+    torch.manual_seed(0)
+    m = create_method("cocoop", tiny_backbone, list(NAMES), "a photo of a {}.", {})
+    m.train()
+    size = tiny_backbone.image_size
+    x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(2))
+    params = [p for p in m.parameters() if p.requires_grad]
+    run = lambda: m(x, m.class_context())  # noqa: E731
+    full = features_and_grads(run, params, tiny_backbone, share=False)
+    assert not count_shared
+    shared = features_and_grads(run, params, tiny_backbone, share=True)
+    assert count_shared
+    assert_same(full, shared)
+    assert len({tuple(r.tolist()) for r in shared[0]}) == 3  # three images, three different logit rows

@@ -50,18 +50,24 @@ def block_contiguous(block: nn.Module, x: Tensor, attn_mask: Tensor | None) -> T
 
 def block_shared_prefix(block: nn.Module, prefix: Tensor, rows: Tensor, prefix_mask: Tensor,
                         rows_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """One block on sequences that all start with the same tokens: `prefix` (1, P, D), the tokens that
-    follow it in each row `rows` (B, M, D). The prefix attends to itself (causal); each row's tokens
-    attend to the prefix's keys and values and to their own (causal), as in the full (B, P + M, D)
-    sequence."""
+    """One block on sequences that start with shared tokens: `prefix` (G, P, D), the tokens that
+    follow it in each row `rows` (B, M, D), B a multiple of G, consecutive blocks of B / G rows sharing
+    one prefix. The prefix attends to itself (causal); each row's tokens attend to its prefix's keys
+    and values and to their own (causal), as in the full (B, P + M, D) sequence."""
     qp, kp, vp = _qkv(block, prefix)
     qr, kr, vr = _qkv(block, rows)
     B = rows.shape[0]
-    k = torch.cat([kp.expand(B, -1, -1, -1), kr], dim=2)
-    v = torch.cat([vp.expand(B, -1, -1, -1), vr], dim=2)
+    k = torch.cat([per_row(kp, B), kr], dim=2)
+    v = torch.cat([per_row(vp, B), vr], dim=2)
     out_p = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask.to(qp.dtype))
     out_r = F.scaled_dot_product_attention(qr, k, v, attn_mask=rows_mask.to(qr.dtype))
     return _finish(block, prefix, out_p), _finish(block, rows, out_r)
+
+
+def per_row(shared: Tensor, rows: int) -> Tensor:
+    """(G, ...) -> (rows, ...): each of the G entries for its consecutive rows / G rows (a view for G = 1)."""
+    G = shared.shape[0]
+    return shared.expand(rows, *shared.shape[1:]) if G == 1 else shared.repeat_interleave(rows // G, dim=0)
 
 
 def _qkv(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -229,11 +235,12 @@ class PromptableCLIP(nn.Module):
         return token_ids.argmax(dim=-1)  # the EOT token has the largest id (open_clip's "argmax" pool)
 
     def text(self, embeddings: Tensor, eot_index: Tensor, edits: TowerEdits | None = None,
-             shared_prefix: int = 0) -> TowerOutput:
+             shared_prefix: int = 0, prefix_groups: int = 1) -> TowerOutput:
         """embeddings: (N, L, D) token embeddings (before positional embedding), eot_index: (N,).
 
         `shared_prefix` P > 0 is the caller's promise that positions 0..P-1 are one tensor repeated in
-        every row (a class-independent context after SOS, as CoOp's). Under the causal mask those
+        every row (a class-independent context after SOS, as CoOp's), or with `prefix_groups` G, in
+        each of G consecutive blocks of rows (CoCoOp: one image's context for all classes). Under the causal mask those
         positions then hold the same states in every row at every layer, so they are computed once
         and each row runs only its own tokens (`block_shared_prefix`); see `_can_share` for when this
         applies and `share_text_prefix` to turn it off."""
@@ -244,8 +251,9 @@ class PromptableCLIP(nn.Module):
         # (tokens beyond it then do not appear in TowerOutput.tokens)
         keep = int(eot_index.max()) + 1
         embeddings = embeddings[:, :keep]
-        if self.share_text_prefix and shared_prefix > 0 and self._can_share(edits, shared_prefix, eot_index):
-            return self._text_shared(embeddings, eot_index, edits, shared_prefix)
+        if self.share_text_prefix and shared_prefix > 0 and embeddings.shape[0] % prefix_groups == 0 \
+                and self._can_share(edits, shared_prefix, eot_index):
+            return self._text_shared(embeddings, eot_index, edits, shared_prefix, prefix_groups)
         x = embeddings + c.positional_embedding[:keep].to(embeddings.dtype)
         eot = eot_index.clone()
         mask = c.attn_mask if x.shape[1] == c.attn_mask.shape[0] else causal_mask(x.shape[1], x.device)
@@ -286,11 +294,12 @@ class PromptableCLIP(nn.Module):
                 return False
         return all(_contiguous_ok(block) for block in self.clip.transformer.resblocks)
 
-    def _text_shared(self, embeddings: Tensor, eot_index: Tensor, edits: TowerEdits, P: int) -> TowerOutput:
+    def _text_shared(self, embeddings: Tensor, eot_index: Tensor, edits: TowerEdits, P: int,
+                     groups: int) -> TowerOutput:
         c = self.clip
         N, keep, _ = embeddings.shape
         pos = c.positional_embedding[:keep].to(embeddings.dtype)
-        prefix, rows = embeddings[:1, :P] + pos[:P], embeddings[:, P:] + pos[P:]
+        prefix, rows = embeddings[:: N // groups, :P] + pos[:P], embeddings[:, P:] + pos[P:]
         eot = eot_index.clone()
 
         def masks(P: int, M: int) -> tuple[Tensor, Tensor]:
@@ -309,7 +318,7 @@ class PromptableCLIP(nn.Module):
         rows = c.ln_final(rows)
         pooled = rows[torch.arange(N, device=rows.device), eot - P]
         features = c.text_projection(pooled) if isinstance(c.text_projection, nn.Linear) else pooled @ c.text_projection
-        tokens = torch.cat([c.ln_final(prefix).expand(N, -1, -1), rows], dim=1)
+        tokens = torch.cat([per_row(c.ln_final(prefix), N), rows], dim=1)
         return TowerOutput(features=features, tokens=tokens, hidden={}, eot_index=eot)
 
     def encode_text(self, token_ids: Tensor, edits: TowerEdits | None = None) -> Tensor:

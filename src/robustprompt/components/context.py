@@ -92,10 +92,13 @@ class TextContextPrompt(nn.Module):
             self._shared[classnames] = shared_positions(ids, bb.eot_index(ids))
         return self._shared[classnames]
 
-    def encode(self, classnames: tuple[str, ...], edits: TowerEdits | None = None) -> TowerOutput:
-        """The text tower on the prompted class names, the shared prefix computed once."""
-        emb, eot = self.embeddings(classnames)
-        return self.backbone[0].text(emb, eot, edits, shared_prefix=self.shared_positions(classnames))
+    def encode(self, classnames: tuple[str, ...], edits: TowerEdits | None = None,
+               shift: Tensor | None = None) -> TowerOutput:
+        """The text tower on the prompted class names (`shift`: as in `embeddings`), the shared prefix
+        computed once (once per shifted copy)."""
+        emb, eot = self.embeddings(classnames, shift=shift)
+        return self.backbone[0].text(emb, eot, edits, shared_prefix=self.shared_positions(classnames),
+                                     prefix_groups=1 if shift is None else shift.shape[0])
 
     def _frozen_embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
         if classnames not in self._cache:

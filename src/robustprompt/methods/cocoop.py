@@ -63,7 +63,7 @@ class CoCoOp(Method):
         step = max(1, self.config.text_batch // C)
         logits = []
         for i in range(0, f.shape[0], step):
-            emb, eot = self.prompt.embeddings(ctx.classnames, shift=shift[i:i + step])
-            t = F.normalize(self.backbone.text(emb, eot).features, dim=-1).view(-1, C, f.shape[1])
+            t = self.prompt.encode(ctx.classnames, shift=shift[i:i + step]).features
+            t = F.normalize(t, dim=-1).view(-1, C, f.shape[1])
             logits.append(torch.einsum("be,bce->bc", f[i:i + step], t.to(f.dtype)))
         return self.backbone.logit_scale * torch.cat(logits)
