@@ -9,6 +9,10 @@ B2N=".venv/bin/robustprompt bench b2n --model robustprompt-small --datasets $SUI
 $B2N --set label=anprompt-no-noise-prompts --set method_cfg.use_noise_prompts=false --out runs/ablations/anprompt-no-noise-prompts
 $B2N --set label=anprompt-no-nrvpp --set method_cfg.s=1.0 --out runs/ablations/anprompt-no-nrvpp
 $B2N --set label=anprompt-no-waloss --set method_cfg.w_wa=0 --out runs/ablations/anprompt-no-waloss
+# Seed 2 of the three: the same commands with --seeds 2, 2026-12-02 (07:31-09:23), up to three single-thread
+# processes at once on disjoint (label, datasets), beside other jobs. no-noise-prompts ran in a process
+# started before the shared text prefix (train.share_text_prefix, docs/performance.md), so every prompt
+# ran in full; no-waloss and no-nrvpp ran after it, with the shared prefix.
 # NAP-Tuning: the same budget as the suite's robustness runs (20 epochs, emoji-food, seed 1), at lr 1e-4
 # [ours], the learning rate at which NAP-Tuning trains in this budget (bench/results/suite-robustness/commands.sh:
 # at the code's 1e-5 it stays at zero-shot's accuracy, so removing a part of it would test nothing). The full
