@@ -250,7 +250,7 @@ def test_text_insert_then_replace_and_eot_shift(tiny_backbone, method):
     seen, handles = hook_block_inputs(bb.clip.transformer.resblocks)
     try:
         with torch.no_grad():
-            emb, eot_in, _ = method._class_tokens(tuple(CLASSES))  # the full path: every row hooked whole
+            emb, eot_in = method._class_tokens(tuple(CLASSES))
             out = bb.text(emb, eot_in, method.text_edits())
     finally:
         for h in handles:

@@ -251,8 +251,8 @@ class PromptableCLIP(nn.Module):
         # (tokens beyond it then do not appear in TowerOutput.tokens)
         keep = int(eot_index.max()) + 1
         embeddings = embeddings[:, :keep]
-        if self.share_text_prefix and shared_prefix > 0 and embeddings.shape[0] % prefix_groups == 0 \
-                and self._can_share(edits, shared_prefix, eot_index):
+        if self.share_text_prefix and shared_prefix > 0 and self._can_share(edits, shared_prefix, eot_index,
+                                                                             prefix_groups):
             return self._text_shared(embeddings, eot_index, edits, shared_prefix, prefix_groups)
         x = embeddings + c.positional_embedding[:keep].to(embeddings.dtype)
         eot = eot_index.clone()
@@ -273,14 +273,18 @@ class PromptableCLIP(nn.Module):
                 hidden[i] = x
         tokens = c.ln_final(x)
         pooled = tokens[torch.arange(tokens.shape[0], device=tokens.device), eot]
-        features = c.text_projection(pooled) if isinstance(c.text_projection, nn.Linear) else pooled @ c.text_projection
-        return TowerOutput(features=features, tokens=tokens, hidden=hidden, eot_index=eot)
+        return TowerOutput(features=self._project_text(pooled), tokens=tokens, hidden=hidden, eot_index=eot)
 
-    def _can_share(self, edits: TowerEdits, P: int, eot_index: Tensor) -> bool:
-        """The shared-prefix path computes the same thing when every EOT lies after the prefix, each
-        layer edit puts class-independent tokens inside the prefix (an insert grows it), nothing asks
-        for per-layer states or refiners, and every block is open_clip's standard one."""
-        if int(eot_index.min()) < P or edits.refiners or edits.collect:
+    def _project_text(self, pooled: Tensor) -> Tensor:
+        p = self.clip.text_projection
+        return p(pooled) if isinstance(p, nn.Linear) else pooled @ p
+
+    def _can_share(self, edits: TowerEdits, P: int, eot_index: Tensor, groups: int) -> bool:
+        """The shared-prefix path computes the same thing when the rows split into `groups` equal blocks,
+        every EOT lies after the prefix, each layer edit puts class-independent tokens inside the prefix
+        (an insert grows it), nothing asks for per-layer states or refiners, and every block is
+        open_clip's standard one."""
+        if eot_index.shape[0] % groups or int(eot_index.min()) < P or edits.refiners or edits.collect:
             return False
         for layer in sorted(edits.layers):
             edit = edits.layers[layer]
@@ -317,9 +321,8 @@ class PromptableCLIP(nn.Module):
             prefix, rows = block_shared_prefix(block, prefix, rows, prefix_mask, rows_mask)
         rows = c.ln_final(rows)
         pooled = rows[torch.arange(N, device=rows.device), eot - P]
-        features = c.text_projection(pooled) if isinstance(c.text_projection, nn.Linear) else pooled @ c.text_projection
         tokens = torch.cat([per_row(c.ln_final(prefix), N), rows], dim=1)
-        return TowerOutput(features=features, tokens=tokens, hidden={}, eot_index=eot)
+        return TowerOutput(features=self._project_text(pooled), tokens=tokens, hidden={}, eot_index=eot)
 
     def encode_text(self, token_ids: Tensor, edits: TowerEdits | None = None) -> Tensor:
         return self.text(self.embed_tokens(token_ids), self.eot_index(token_ids), edits).features

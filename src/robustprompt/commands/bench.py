@@ -7,7 +7,7 @@ from pathlib import Path
 from ._common import add_device, formatter, split_list
 
 B2N_PRESETS = ["zeroshot", "coop", "kgcoop", "ivlp", "maple", "anprompt"]
-XD_PRESETS = ["zeroshot", "coop", "kgcoop", "ivlp", "maple-xd", "anprompt"]  # MaPLe's code has its own xd recipe
+XD_PRESETS = [("maple-xd" if p == "maple" else p) for p in B2N_PRESETS]  # MaPLe's code has its own xd recipe
 ROBUST_PRESETS = ["zeroshot", "coop", "advpt", "advivlp", "advmaple", "naptuning"]
 TESTBEDS = ["fashion-mnist", "shapes", "colors"]
 IMAGE_NOISES = ["gaussian:0.02", "gaussian:0.05", "blur:1", "jpeg:50", "typo:0.1"]

@@ -40,8 +40,11 @@ class TemplateTokens:
             self._cache[tuple(classnames)] = (emb, eot, shared)
         return emb, eot
 
-    def shared_positions(self, backbone: PromptableCLIP, classnames) -> int:
-        return self._entry(backbone, classnames)[2]
+    def encode(self, backbone: PromptableCLIP, classnames, device: torch.device,
+               edits: TowerEdits | None = None) -> TowerOutput:
+        """The text tower on the class prompts, their shared prefix computed once."""
+        emb, eot = self.get(backbone, classnames, device)
+        return backbone.text(emb, eot, edits, shared_prefix=self._entry(backbone, classnames)[2])
 
 
 class TextContextPrompt(nn.Module):
@@ -77,20 +80,16 @@ class TextContextPrompt(nn.Module):
                 raise ValueError("class-specific context needs n_classes")
             vectors = vectors.unsqueeze(0).repeat(n_classes, 1, 1)
         self.ctx = nn.Parameter(vectors.float())
-        self._cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
-        self._shared: dict[tuple[str, ...], int] = {}
+        self._cache: dict[tuple[str, ...], tuple[Tensor, Tensor, int]] = {}
 
     def shared_positions(self, classnames: tuple[str, ...]) -> int:
         """Leading positions that are one tensor in every class's prompt (SOS, the context, fixed init
         words, and any first words all class names share); 0 with class-specific context."""
-        classnames = tuple(classnames)
-        if self.class_specific:
-            return 0
-        if classnames not in self._shared:
-            bb = self.backbone[0]
-            ids = bb.tokenize([f"{self.prefix_text} {c}." for c in classnames])
-            self._shared[classnames] = shared_positions(ids, bb.eot_index(ids))
-        return self._shared[classnames]
+        return 0 if self.class_specific else self._frozen(tuple(classnames))[2]
+
+    def eot_index(self, classnames: tuple[str, ...]) -> Tensor:
+        """EOT indices (C,) of the class prompts, on the context's device."""
+        return self._frozen(tuple(classnames))[1].to(self.ctx.device)
 
     def encode(self, classnames: tuple[str, ...], edits: TowerEdits | None = None,
                shift: Tensor | None = None) -> TowerOutput:
@@ -100,7 +99,8 @@ class TextContextPrompt(nn.Module):
         return self.backbone[0].text(emb, eot, edits, shared_prefix=self.shared_positions(classnames),
                                      prefix_groups=1 if shift is None else shift.shape[0])
 
-    def _frozen_embeddings(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+    def _frozen(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor, int]:
+        """(token embeddings, EOT indices, shared leading positions) of the class prompts, made once."""
         if classnames not in self._cache:
             bb = self.backbone[0]
             prompts = [f"{self.prefix_text} {c}." for c in classnames]
@@ -115,7 +115,7 @@ class TextContextPrompt(nn.Module):
                 raise ValueError(f"prompt {worst!r} does not fit the text context of "
                                  f"{bb.context_length} tokens; use fewer context tokens (n_ctx={self.n_ctx})")
             with torch.no_grad():
-                self._cache[classnames] = (bb.embed_tokens(ids).detach(), eot)
+                self._cache[classnames] = (bb.embed_tokens(ids).detach(), eot, shared_positions(ids, eot))
         return self._cache[classnames]
 
     def embeddings(self, classnames: tuple[str, ...], shift: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -123,7 +123,7 @@ class TextContextPrompt(nn.Module):
 
         `shift` (S, D): S shifted copies of the context, ctx + shift[s] (CoCoOp's image-conditioned
         context); the result is then (S * C, L, D), image-major, with EOT indices (S * C,)."""
-        emb, eot = self._frozen_embeddings(tuple(classnames))
+        emb, eot, _ = self._frozen(tuple(classnames))
         emb = emb.to(self.ctx.device)
         C = emb.shape[0]
         if self.class_specific:

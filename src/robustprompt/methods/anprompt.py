@@ -308,17 +308,16 @@ class ANPrompt(TwoBranchHead, Method):
                                   for i, l in enumerate(self.vision_layers)})
 
     # ------------------------------------------------------------------ class side
-    def _class_tokens(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor, int]:
-        """Token embeddings (C, L, D) of the class prompts (learnable context in place), EOT indices, and
-        the leading positions all prompts share."""
+    def _class_tokens(self, classnames: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+        """Token embeddings (C, L, D) of the class prompts (learnable context in place) and EOT indices."""
         if self.context is not None:
-            return (*self.context.embeddings(classnames), self.context.shared_positions(classnames))
-        return (*self._template_tokens.get(self.backbone, classnames, self.residual.device),
-                self._template_tokens.shared_positions(self.backbone, classnames))
+            return self.context.embeddings(classnames)
+        return self._template_tokens.get(self.backbone, classnames, self.residual.device)
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
-        emb, eot, shared = self._class_tokens(tuple(classnames))
-        return self.backbone.text(emb, eot, self.text_edits(), shared_prefix=shared).features
+        if self.context is not None:
+            return self.context.encode(tuple(classnames), self.text_edits()).features
+        return self._template_tokens.encode(self.backbone, classnames, self.residual.device, self.text_edits()).features
 
     # ------------------------------------------------------------------ image side
     def vision_features(self, images: Tensor) -> tuple[Tensor, Tensor]:

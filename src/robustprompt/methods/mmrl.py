@@ -87,9 +87,8 @@ class MMRL(TwoBranchHead, Method):
                                   for i, l in enumerate(layers)})
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
-        emb, eot = self._template_tokens.get(self.backbone, classnames, self.proj_rep.device)
-        return self.backbone.text(emb, eot, self._edits(self.text_layers, self.r2t),
-                                  shared_prefix=self._template_tokens.shared_positions(self.backbone, classnames)).features
+        return self._template_tokens.encode(self.backbone, classnames, self.proj_rep.device,
+                                            self._edits(self.text_layers, self.r2t)).features
 
     def vision_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(v_cls, v_rep), unnormalised."""

@@ -152,8 +152,7 @@ class TokenRefinement:
 
     def class_features(self, classnames: tuple[str, ...]) -> Tensor:
         context = self.text_prompt.context
-        emb, eot = context.embeddings(tuple(classnames))
-        return self.backbone.text(emb, eot, self.text_edits(eot), shared_prefix=context.shared_positions(classnames)).features
+        return context.encode(tuple(classnames), self.text_edits(context.eot_index(classnames))).features
 
     # ---- adversarial objective
     def _vision(self, images: Tensor):
