@@ -23,8 +23,11 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # the run directory is named after the method.
 # Outcome (stopped at epoch 13 of 20, no evaluation recorded): the training loss fell from 5.20 to 4.61
 # by epoch 3 and then stayed at 4.606-4.611, ln(100) = 4.605: the model collapsed to a uniform output.
-# Not investigated; one guess: the code's refiners start from nn.Linear's default init (not near the
-# identity) in 11 layers. It is not evidence about NAP-Tuning, so it answers no claim.
+# It is not evidence about NAP-Tuning, so it answers no claim. Followed up 2026-12-02 (docs/adversarial.md,
+# "Where NAP-Tuning starts"; logs in bench/results/naptuning-init/): the same command with
+# --set method_cfg.refine_vision=none, or with --set method_cfg.refiner_init=normal
+# --set method_cfg.refiner_up_init_std=0 (refiners exactly the identity at init), each stopped after
+# epoch 3, trained (loss 3.85 and 3.86 at epoch 3): the refiners' default init is the likely cause.
 OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
     --methods naptuning --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20 \
     --set train.lr=0.001 --set label=naptuning-lr1e-3 --out runs/suite-robustness-lr
