@@ -13,6 +13,8 @@ $B2N --set label=anprompt-no-waloss --set method_cfg.w_wa=0 --out runs/ablations
 # processes at once on disjoint (label, datasets), beside other jobs. no-noise-prompts ran in a process
 # started before the shared text prefix (train.share_text_prefix, docs/performance.md), so every prompt
 # ran in full; no-waloss and no-nrvpp ran after it, with the shared prefix.
+# Seed 3 of the three: the same commands with --seeds 3, 2026-12-02 (11:25-13:47), three single-thread
+# processes at once (one per label), beside a fourth job for part of the time; with the shared prefix.
 # NAP-Tuning: the same budget as the suite's robustness runs (20 epochs, emoji-food, seed 1), at lr 1e-4
 # [ours], the learning rate at which NAP-Tuning trains in this budget (bench/results/suite-robustness/commands.sh:
 # at the code's 1e-5 it stays at zero-shot's accuracy, so removing a part of it would test nothing). The full
