@@ -67,7 +67,8 @@ def main() -> None:
     results = {}
     for name, (preset, sets) in VARIANTS.items():
         r = results[name] = at_init(preset, base + sets, a.n, a.seed)
-        extra = f", refiners move tokens by {r['refiner_relative_change']:.3f} of their norm" if "refiner_relative_change" in r else ""
+        moved = r.get("refiner_relative_change")
+        extra = "" if moved is None else f", refiners move tokens by {moved:.3f} of their norm"
         print(f"{name}: CE {r['ce']:.3f}, top-1 {r['accuracy']:.1f}% on {r['images']} images{extra}", flush=True)
     if a.json:
         with open(a.json, "a") as f:

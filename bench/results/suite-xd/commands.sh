@@ -13,7 +13,8 @@ SUITE=emoji-animals,emoji-food,emoji-vehicles,emoji-scenes,emoji-faces,emoji-sig
 # A lent GPU gives 15 minutes of device time and 10 per command, so run the six trainings side by side
 # (the model is small: one process leaves an H200 mostly idle), each in its own --out (two processes
 # must never share a label and dataset), then copy every run into runs/suite-xd. Every command resumes
-# from its last finished epoch, so an interrupted set is restarted with the same line. Not timed yet.
+# from its last finished epoch, so an interrupted set is restarted with the same line on the same machine
+# (a fresh device machine starts bare: carry runs/suite-xd-* to resume there). Not timed yet.
 #   for m in coop maple-xd; do for s in 1 2 3; do
 #     .venv/bin/robustprompt bench xd --model robustprompt-small --datasets emoji-world --targets $SUITE \
 #         --methods $m --seeds $s --out runs/suite-xd-$m-$s --device cuda > xd-$m-$s.log 2>&1 &
