@@ -11,7 +11,7 @@
     --datasets emoji-animals,emoji-food,emoji-vehicles,emoji-scenes,emoji-faces,emoji-signs,emoji-objects,emoji-plants,emoji-actions,emoji-people,emoji-clothing \
     --methods zeroshot,coop,kgcoop,ivlp,maple,anprompt --seeds 1 --noise gaussian:0.05,typo:0.1 \
     --out runs/suite-b2n
-# CoCoOp, PromptSRC and MMRL (issue 16), seed 1, the same protocol, one method at a time over the 11
+# CoCoOp, PromptSRC and MMRL (issue 16), seed 1 (then 2, 3 with --seeds), the same protocol, one method at a time over the 11
 # datasets (MMRL about 300 s per dataset on one thread beside another job, CoCoOp 90 to 1200 s by dataset size,
 # 11 datasets in 83 minutes as two processes; PromptSRC 94 to 1180 s by dataset size, 11 datasets in 96 minutes
 # as two processes, 2026-12-01);
@@ -26,3 +26,7 @@ done
 # -vehicles, -scenes on 2026-12-01 (600 to 1850 s per dataset beside other jobs), the other seven on
 # 2026-12-02 (emoji-actions 8 min, -plants 6 min, -people 35 min, -clothing 30 min, -faces 36 min, -signs
 # 31 min, -objects 25 min, each beside two or three other single-thread jobs on the 2 cores).
+# Seed 2 of CoCoOp and MMRL, and seed 3 of MMRL, on 2026-12-02, with the loop's command (--seeds 2 or 3), one
+# thread per process, two processes on disjoint --datasets lists and nothing else running: CoCoOp seed 2,
+# 11 datasets in 63 minutes (5 to 18 minutes per large dataset); MMRL 3 to 6 minutes per dataset. Then
+# PromptSRC seed 2 on the datasets that fitted before the session ended (the others still to run).
