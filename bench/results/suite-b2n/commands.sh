@@ -26,7 +26,7 @@ done
 # -vehicles, -scenes on 2026-12-01 (600 to 1850 s per dataset beside other jobs), the other seven on
 # 2026-12-02 (emoji-actions 8 min, -plants 6 min, -people 35 min, -clothing 30 min, -faces 36 min, -signs
 # 31 min, -objects 25 min, each beside two or three other single-thread jobs on the 2 cores).
-# Seed 2 of CoCoOp and MMRL, and seed 3 of MMRL (11 datasets in 27 minutes as two processes), on 2026-12-02, with the loop's command (--seeds 2 or 3), one
-# thread per process, two processes on disjoint --datasets lists and nothing else running: CoCoOp seed 2,
-# 11 datasets in 63 minutes (5 to 18 minutes per large dataset); MMRL 3 to 6 minutes per dataset. Then
-# PromptSRC seed 2 on the datasets that fitted before the session ended (the others still to run).
+# Seed 2 of CoCoOp and MMRL and seed 3 of MMRL, 2026-12-02: the loop's command with --seeds 2 or 3, one
+# thread per process, two processes on disjoint --datasets lists, nothing else running. CoCoOp seed 2: 11
+# datasets in 63 minutes (5 to 18 minutes per large dataset); MMRL seed 3: 11 datasets in 27 minutes.
+# Then PromptSRC seed 2 on the datasets that fitted before the session ended (the others still to run).
