@@ -29,4 +29,4 @@ done
 # Seed 2 of CoCoOp and MMRL and seed 3 of MMRL, 2026-12-02: the loop's command with --seeds 2 or 3, one
 # thread per process, two processes on disjoint --datasets lists, nothing else running. CoCoOp seed 2: 11
 # datasets in 63 minutes (5 to 18 minutes per large dataset); MMRL seed 3: 11 datasets in 27 minutes.
-# PromptSRC seed 2: 11 datasets in 48 minutes (eight as two processes, the last three as three).
+# PromptSRC seed 2: 11 datasets in 52 minutes (eight as two processes, the last three as three).
