@@ -121,6 +121,15 @@ def test_depth_out_of_range_fails_when_the_method_is_built(tiny_backbone):
     ("maple", {"depth_rule": "deep"}, "depth_rule"),
     ("kgcoop", {"kg_weight": -1.0}, "kg_weight"),
     ("kgcoop", {"kg_template": "a photo"}, "kg_template"),
+    ("coop", {"init_std": 0.0}, r"init_std must be > 0, got 0.0"),
+    ("cocoop", {"text_batch": 0}, r"text_batch must be >= 1, got 0"),
+    ("promptsrc", {"gpa_std": -1.0}, r"gpa_std must be >= 0, got -1.0"),
+    ("mmrl", {"alpha": 1.5}, r"alpha must be in \[0, 1\], got 1.5"),
+    ("mmrl", {"first_layer": 13}, r"first_layer must be in 1..layer_ref_depth \(12\), got 13"),
+    ("anprompt", {"layer_ref_depth": 0}, r"layer_ref_depth must be >= 1, got 0"),
+    ("anprompt", {"s": -0.1}, r"s must be in \[0, 1\], got -0.1"),
+    ("anprompt", {"aux_weight": -1.0}, r"aux_weight must be >= 0, got -1.0"),
+    ("naptuning", {"refiner_ratio": 0.0}, r"refiner_ratio must be > 0, got 0.0"),
 ])
 def test_config_validation(name, values, match):
     with pytest.raises(ConfigError, match=match):

@@ -15,7 +15,7 @@ from typing import Literal, Optional, Union
 import yaml
 
 from .backbone.loading import DEFAULT_MODEL
-from .dataclass_io import check, from_dict, to_dict  # noqa: F401  (to_dict re-exported)
+from .dataclass_io import check, check_at_least, check_positive, from_dict, to_dict  # noqa: F401  (to_dict re-exported)
 from .errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -47,7 +47,7 @@ class DataConfig:
     def __post_init__(self):
         check(0.0 < self.train_crop_scale <= 1.0, f"train_crop_scale must be in (0, 1], got {self.train_crop_scale}")
         check(self.test_n_max is None or self.test_n_max >= 1, f"test_n_max must be >= 1, got {self.test_n_max}")
-        check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        check_at_least(self, 0, "num_workers")
 
 
 @dataclass(frozen=True)
@@ -82,16 +82,13 @@ class TrainConfig:
                 "rounding (docs/performance.md)"})
 
     def __post_init__(self):
-        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
-        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        check(self.warmup_lr > 0, f"warmup_lr must be > 0, got {self.warmup_lr}")
-        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check_at_least(self, 1, "epochs", "batch_size", "eval_batch_size")
+        check_positive(self, "lr", "warmup_lr")
+        check_at_least(self, 0, "weight_decay")
         check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        check_at_least(self, 0, "warmup_epochs")
         check(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
-        check(self.class_chunk >= 0, f"class_chunk must be >= 0, got {self.class_chunk}")
+        check_at_least(self, 0, "class_chunk")
 
     @property
     def effective_warmup_epochs(self) -> int:
@@ -142,7 +139,7 @@ class RunConfig:
     adv: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def __post_init__(self):
-        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check_at_least(self, 0, "seed")
 
 
 def list_presets() -> list[str]:

@@ -114,3 +114,24 @@ def check(condition: bool, message: str) -> None:
     """For __post_init__ validation: raise ValueError(message) unless condition holds."""
     if not condition:
         raise ValueError(message)
+
+
+def check_at_least(cfg, minimum, *names: str) -> None:
+    """For __post_init__ validation: each named field of cfg must be >= minimum."""
+    for name in names:
+        value = getattr(cfg, name)
+        check(value >= minimum, f"{name} must be >= {minimum}, got {value}")
+
+
+def check_positive(cfg, *names: str) -> None:
+    """For __post_init__ validation: each named field of cfg must be > 0."""
+    for name in names:
+        value = getattr(cfg, name)
+        check(value > 0, f"{name} must be > 0, got {value}")
+
+
+def check_unit_interval(cfg, *names: str) -> None:
+    """For __post_init__ validation: each named field of cfg must be in [0, 1]."""
+    for name in names:
+        value = getattr(cfg, name)
+        check(0 <= value <= 1, f"{name} must be in [0, 1], got {value}")

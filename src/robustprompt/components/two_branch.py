@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..dataclass_io import check, check_at_least
+
 
 def prompted_layers(depth: int, first_layer: int, ref_depth: int) -> list[int]:
     """0-based block indices that carry anti-noise prompts on a tower of `depth` blocks.
@@ -19,6 +21,13 @@ def prompted_layers(depth: int, first_layer: int, ref_depth: int) -> list[int]:
     """
     start = ((first_layer - 1) * depth) // ref_depth
     return list(range(min(start, depth - 1), depth))
+
+
+def check_layer_range(cfg) -> None:
+    """Config-time validation of the fields prompted_layers reads (layer_ref_depth, first_layer)."""
+    check_at_least(cfg, 1, "layer_ref_depth")
+    check(1 <= cfg.first_layer <= cfg.layer_ref_depth,
+          f"first_layer must be in 1..layer_ref_depth ({cfg.layer_ref_depth}), got {cfg.first_layer}")
 
 
 def fused_logits(method, v_cls: Tensor, v_rep: Tensor, ctx, weight: float) -> Tensor:

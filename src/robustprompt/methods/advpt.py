@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attacks._core import check_inputs, loss_and_grad, parse_eps, project, rand_uniform
-from ..config import check
+from ..dataclass_io import check, check_at_least
 from ..errors import ConfigError
 from .base import TextContext
 from .coop import CoOp, CoOpConfig
@@ -135,8 +135,8 @@ class AdvPTConfig(CoOpConfig):
             except ConfigError:
                 raise ValueError(f"{name}: cannot read {getattr(self, name)!r} (write e.g. 8/255)") from None
             check(value <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
-        check(self.bank_steps >= 1, f"bank_steps must be >= 1, got {self.bank_steps}")
-        check(self.bank_cache_size >= 0, f"bank_cache_size must be >= 0, got {self.bank_cache_size}")
+        check_at_least(self, 1, "bank_steps")
+        check_at_least(self, 0, "bank_cache_size")
 
 
 @register_method("advpt", AdvPTConfig)

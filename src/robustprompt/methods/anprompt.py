@@ -32,8 +32,8 @@ from ..backbone import LayerEdit, TowerEdits
 from ..components.context import TemplateTokens, TextContextPrompt
 from ..components.kmeans import kmeans
 from ..components.lora import LowRankUpdate
-from ..components.two_branch import TwoBranchHead, prompted_layers
-from ..config import check
+from ..components.two_branch import TwoBranchHead, check_layer_range, prompted_layers
+from ..dataclass_io import check, check_at_least, check_unit_interval
 from ..errors import ConfigError
 from .base import Method, TextContext
 from .registry import register_method
@@ -98,24 +98,12 @@ class ANPromptConfig:
                 "the template must read '<words> {}.' [ours]"})
 
     def __post_init__(self):
-        check(self.n_tokens >= 1, f"n_tokens must be >= 1, got {self.n_tokens}")
-        check(self.layer_ref_depth >= 1, f"layer_ref_depth must be >= 1, got {self.layer_ref_depth}")
-        check(1 <= self.first_layer <= self.layer_ref_depth,
-              f"first_layer must be in 1..layer_ref_depth ({self.layer_ref_depth}), got {self.first_layer}")
-        check(0.0 <= self.beta <= 1.0, f"beta must be in [0, 1], got {self.beta}")
-        check(self.init_std >= 0, f"init_std must be >= 0, got {self.init_std}")
-        check(self.n_noise_views >= 1, f"n_noise_views must be >= 1, got {self.n_noise_views}")
-        check(self.embed_noise_std >= 0, f"embed_noise_std must be >= 0, got {self.embed_noise_std}")
-        check(0.0 <= self.typo_rate <= 1.0, f"typo_rate must be in [0, 1], got {self.typo_rate}")
-        check(self.fuse_alpha >= 0, f"fuse_alpha must be >= 0, got {self.fuse_alpha}")
-        check(self.noise_seed >= 0, f"noise_seed must be >= 0, got {self.noise_seed}")
-        check(self.kmeans_iters >= 1, f"kmeans_iters must be >= 1, got {self.kmeans_iters}")
-        check(self.rep_lora_rank >= 1, f"rep_lora_rank must be >= 1, got {self.rep_lora_rank}")
-        check(self.rep_lora_init_std >= 0, f"rep_lora_init_std must be >= 0, got {self.rep_lora_init_std}")
-        check(0.0 <= self.s <= 1.0, f"s must be in [0, 1], got {self.s}")
-        check(self.w_sim >= 0, f"w_sim must be >= 0, got {self.w_sim}")
-        check(self.w_wa >= 0, f"w_wa must be >= 0, got {self.w_wa}")
-        check(self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}")
+        check_at_least(self, 1, "n_tokens")
+        check_layer_range(self)
+        check_unit_interval(self, "beta", "typo_rate", "s")
+        check_at_least(self, 1, "n_noise_views", "kmeans_iters", "rep_lora_rank")
+        check_at_least(self, 0, "init_std", "embed_noise_std", "fuse_alpha", "noise_seed", "rep_lora_init_std",
+                       "w_sim", "w_wa", "aux_weight")
         if self.train_noise:
             from ..attacks.noise import ImageNoise, parse_noise
 

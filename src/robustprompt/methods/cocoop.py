@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..components.context import TextContextPrompt
-from ..config import check
+from ..dataclass_io import check_at_least, check_positive
 from .base import Method, TextContext
 from .registry import register_method
 
@@ -31,10 +31,9 @@ class CoCoOpConfig:
         "help": "most prompts (images x classes) encoded in one text forward; a memory cap only"})
 
     def __post_init__(self):
-        check(self.n_ctx >= 1, f"n_ctx must be >= 1, got {self.n_ctx}")
-        check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
-        check(self.meta_reduction >= 1, f"meta_reduction must be >= 1, got {self.meta_reduction}")
-        check(self.text_batch >= 1, f"text_batch must be >= 1, got {self.text_batch}")
+        check_at_least(self, 1, "n_ctx")
+        check_positive(self, "init_std")
+        check_at_least(self, 1, "meta_reduction", "text_batch")
 
 
 @register_method("cocoop", CoCoOpConfig)

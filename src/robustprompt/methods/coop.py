@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from ..components.context import TextContextPrompt
-from ..config import check
+from ..dataclass_io import check_at_least, check_positive
 from .base import Method
 from .registry import register_method
 
@@ -20,8 +20,8 @@ class CoOpConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
-        check(self.n_ctx >= 1, f"n_ctx must be >= 1, got {self.n_ctx}")
-        check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
+        check_at_least(self, 1, "n_ctx")
+        check_positive(self, "init_std")
 
 
 @register_method("coop", CoOpConfig)

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..backbone import TowerEdits
 from ..components.deep_prompts import (DEPTH_RULE_HELP, REFERENCE_LAYERS, DeepTextPrompt, LayerPrompts,
                                        resolve_depth, vision_prompt_edits)
-from ..config import check
+from ..dataclass_io import check, check_at_least, check_positive
 from .base import Method
 from .registry import register_method
 
@@ -72,12 +72,11 @@ class IVLPConfig:
     init_std: float = field(default=0.02, metadata={"help": "std of the N(0, std) init of random prompt tokens"})
 
     def __post_init__(self):
-        check(self.n_ctx_text >= 1, f"n_ctx_text must be >= 1, got {self.n_ctx_text}")
-        check(self.n_ctx_vision >= 1, f"n_ctx_vision must be >= 1, got {self.n_ctx_vision}")
+        check_at_least(self, 1, "n_ctx_text", "n_ctx_vision")
         check_depth(self.depth_text, self.depth_rule, "depth_text", 1)
         check_depth(self.depth_vision, self.depth_rule, "depth_vision", 0)
         check_ctx_init(self.ctx_init, self.n_ctx_text, "n_ctx_text")
-        check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
+        check_positive(self, "init_std")
 
 
 @register_method("ivlp", IVLPConfig)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import check
+from ..dataclass_io import check, check_at_least
 from .base import TextContext
 from .coop import CoOp, CoOpConfig
 from .registry import register_method
@@ -40,7 +40,7 @@ class KgCoOpConfig(CoOpConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(self.kg_weight >= 0, f"kg_weight must be >= 0, got {self.kg_weight}")
+        check_at_least(self, 0, "kg_weight")
         check(not self.kg_template or "{}" in self.kg_template,
               f"kg_template must contain {{}}, got {self.kg_template!r}")
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from ..backbone import TowerEdits
 from ..components.deep_prompts import DEPTH_RULE_HELP, DeepTextPrompt, PromptCoupling, resolve_depth, vision_prompt_edits
-from ..config import check
+from ..dataclass_io import check_at_least, check_positive
 from .ivlp import DeepVLPrompting, check_ctx_init, check_depth
 from .registry import register_method
 
@@ -31,10 +31,10 @@ class MaPLeConfig:
     init_std: float = field(default=0.02, metadata={"help": "std of the N(0, std) init of deep text prompts"})
 
     def __post_init__(self):
-        check(self.n_ctx >= 1, f"n_ctx must be >= 1, got {self.n_ctx}")
+        check_at_least(self, 1, "n_ctx")
         check_depth(self.depth, self.depth_rule, "depth", 1)
         check_ctx_init(self.ctx_init, self.n_ctx)
-        check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
+        check_positive(self, "init_std")
 
 
 @register_method("maple", MaPLeConfig)

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from ..backbone import LayerEdit, TowerEdits
 from ..components.context import TemplateTokens
-from ..components.two_branch import TwoBranchHead, prompted_layers
-from ..config import check
+from ..components.two_branch import TwoBranchHead, check_layer_range, prompted_layers
+from ..dataclass_io import check_at_least, check_unit_interval
 from .base import Method, TextContext
 from .registry import register_method
 
@@ -47,13 +47,11 @@ class MMRLConfig:
                 "StanfordCars 7, SUN397 6, ImageNet 0.5, EuroSAT 0.01]"})
 
     def __post_init__(self):
-        check(self.n_rep_tokens >= 1, f"n_rep_tokens must be >= 1, got {self.n_rep_tokens}")
-        check(self.rep_dim >= 1, f"rep_dim must be >= 1, got {self.rep_dim}")
-        check(1 <= self.first_layer <= self.layer_ref_depth,
-              f"first_layer must be in 1..layer_ref_depth ({self.layer_ref_depth}), got {self.first_layer}")
-        check(self.init_std >= 0, f"init_std must be >= 0, got {self.init_std}")
-        check(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
-        check(self.reg_weight >= 0, f"reg_weight must be >= 0, got {self.reg_weight}")
+        check_at_least(self, 1, "n_rep_tokens", "rep_dim")
+        check_layer_range(self)
+        check_at_least(self, 0, "init_std")
+        check_unit_interval(self, "alpha")
+        check_at_least(self, 0, "reg_weight")
 
 
 def _cloned_linears(layers, d_in: int, d_out: int) -> nn.ModuleDict:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..backbone import TowerEdits
 from ..components.refiner import RefinerHook, TokenRefiner, text_positions, vision_positions
-from ..config import check
+from ..dataclass_io import check, check_at_least, check_positive
 from .base import TextContext
 from .ivlp import IVLP, IVLPConfig
 from .maple import MaPLe, MaPLeConfig
@@ -72,9 +72,8 @@ class RefinerFields:
                 "term is commented out; ours (v1): 1]"})
 
     def check_refiners(self) -> None:
-        check(self.refiner_ratio > 0, f"refiner_ratio must be > 0, got {self.refiner_ratio}")
-        check(self.refiner_up_init_std >= 0, f"refiner_up_init_std must be >= 0, got {self.refiner_up_init_std}")
-        check(self.w_pur >= 0, f"w_pur must be >= 0, got {self.w_pur}")
+        check_positive(self, "refiner_ratio")
+        check_at_least(self, 0, "refiner_up_init_std", "w_pur")
         for tower, sel in (("refine_vision", self.refine_vision), ("refine_text", self.refine_text)):
             check(not (self.refiner_site == "input" and sel == "prompts"),
                   f"{tower}=prompts needs refiner_site=output (at a block's input the prompts are replaced)")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import check
+from ..dataclass_io import check_at_least
 from .base import TextContext
 from .ivlp import IVLP, IVLPConfig
 from .registry import register_method
@@ -61,8 +61,7 @@ class PromptSRCConfig(IVLPConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("text_loss_weight", "image_loss_weight", "logits_loss_weight", "gpa_std"):
-            check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, 0, "text_loss_weight", "image_loss_weight", "logits_loss_weight", "gpa_std")
 
 
 def gpa_weights(n_epochs: int, mean: float, std: float) -> list[float]:
