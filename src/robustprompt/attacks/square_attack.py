@@ -177,18 +177,25 @@ class _Draws:
             self.upto(n)
 
 
-def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator, attack_mask):
-    b, c, h, w = x0.shape
-    dev = x0.device
-    x_best = x0.clone()
-    init = (x0 + eps * rand_sign((b, c, 1, w), generator, dev)).clamp(0.0, 1.0)
+def _start_from(model, init, x_best, y, loss, attack_mask):
+    """Move the attacked images of x_best (in place) to their initial points; their margins, losses and
+    which images need no more queries (not attacked, or already misclassified at the start)."""
+    b, dev = init.shape[0], init.device
     att = attack_mask.nonzero().squeeze(1)
     margin = torch.full((b,), float("inf"), device=dev)
     lossv = torch.full((b,), float("inf"), device=dev)
     x_best[att] = init[att]
     if att.numel():
         margin[att], lossv[att] = _margin_and_loss(model, x_best[att], y[att], loss)
-    done = ~attack_mask | (margin <= 0)
+    return margin, lossv, ~attack_mask | (margin <= 0)
+
+
+def _square_linf(model, x0, y, eps, n_queries, p_init, rescale, loss, generator, attack_mask):
+    b, c, h, w = x0.shape
+    dev = x0.device
+    x_best = x0.clone()
+    init = (x0 + eps * rand_sign((b, c, 1, w), generator, dev)).clamp(0.0, 1.0)
+    margin, lossv, done = _start_from(model, init, x_best, y, loss, attack_mask)
     n_iters = n_queries - 1
     sizes = torch.tensor([min(max(int(round(math.sqrt(p_selection(p_init, it, n_queries, rescale) * h * w))), 1), h, w)
                           for it in range(n_iters)], dtype=torch.long, device=dev)
@@ -264,14 +271,8 @@ def _square_l2(model, x0, y, eps, n_queries, p_init, rescale, loss, generator, a
             r0, c0 = sp_h + i * s0, sp_w + j * s0
             delta0[:, :, r0:r0 + s0, c0:c0 + s0] += eta0[None, None] * sg
     init = (x0 + normalize_l2(delta0) * eps).clamp(0.0, 1.0)
-    att = attack_mask.nonzero().squeeze(1)
     x_best = x0.clone()
-    margin = torch.full((b,), float("inf"), device=dev)
-    lossv = torch.full((b,), float("inf"), device=dev)
-    x_best[att] = init[att]
-    if att.numel():
-        margin[att], lossv[att] = _margin_and_loss(model, x_best[att], y[att], loss)
-    done = ~attack_mask | (margin <= 0)
+    margin, lossv, done = _start_from(model, init, x_best, y, loss, attack_mask)
     n_features = c * h * w
     for it in range(n_queries - 1):
         p = p_selection(p_init, it, n_queries, rescale)
