@@ -30,7 +30,7 @@ done
 # thread per process, two processes on disjoint --datasets lists, nothing else running. CoCoOp seed 2: 11
 # datasets in 63 minutes (5 to 18 minutes per large dataset); MMRL seed 3: 11 datasets in 27 minutes.
 # PromptSRC seed 2: 11 datasets in 52 minutes (eight as two processes, the last three as three).
-# Seed 3 of CoCoOp and PromptSRC, 2026-12-01/02: the loop's command with --seeds 3, one thread per process,
-# one process per method (emoji-vehicles, -plants, -actions on 2026-12-01; the other eight on 2026-12-02 as
+# Seed 3 of CoCoOp and PromptSRC, 2026-12-02: the loop's command with --seeds 3, one thread per process,
+# one process per method (emoji-vehicles, -plants, -actions first; the other eight afterwards as
 # two processes with short test runs beside them): CoCoOp 8 datasets in 129 minutes (15 to 18 minutes each),
 # PromptSRC 8 datasets in 93 minutes (10 to 13 minutes each).
