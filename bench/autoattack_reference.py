@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/autoattack_reference.py --reference PATH/TO/auto-attack [--torchattacks]
         [--run RUN | --method zeroshot] [--dataset fashion-mnist] [--n 100] [--eps 1/255]
-        [--device cpu] [--threads 2] [--runs-per-batch 9] [--also-runs-per-batch 1] [--json OUT]
+        [--device cpu] [--threads 2] [--runs-per-batch 9] [--also-runs-per-batch 1] [--json OUT] [--profile]
 
 `--reference` is a checkout of fra31/auto-attack (the folder holding `autoattack/`; pinned commit
 a39220048b3c9f2cca9a4d3a54604793c68eca7e was used for the numbers in docs/performance.md); it is
@@ -24,7 +24,9 @@ beside the times.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import sys
 import time
 
@@ -75,6 +77,7 @@ def main() -> int:
     ap.add_argument("--runs-per-batch", type=int, default=9, help="ours: runs of one attack side by side")
     ap.add_argument("--also-runs-per-batch", type=int, help="also time ours with this runs_per_batch")
     ap.add_argument("--json", help="append the result as one JSON line")
+    ap.add_argument("--profile", action="store_true", help="print cProfile's top functions of our run (its time then includes the profiler's overhead)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,7 +96,13 @@ def main() -> int:
         with torch.no_grad():
             return (f(adv).argmax(1) == y).cpu()
 
+    profile = cProfile.Profile() if args.profile else None
+    if profile:
+        profile.enable()
     ours, t_ours = timed(lambda: autoattack(f, x, y, eps, seed=0, runs_per_batch=args.runs_per_batch))
+    if profile:
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(12)
     ours_robust = ours.robust.cpu()
     rows = [("robustprompt", ours_robust, t_ours)]
     per_attack = {f"robustprompt runs_per_batch={args.runs_per_batch}": ours.report["time_s"]}
