@@ -220,8 +220,9 @@ def test_sharded_attack_evaluation_assembles_the_same_record(tree, tmp_path, cap
     expected = [r for r in json.loads((tmp_path / "ref" / "results.json").read_text())["evaluations"]
                 if r["metric"] == "pgd_acc"]
     before = (run / "results.json").read_text()
-    for k in (0, 1):
-        assert main(["eval", str(run), *args, "--shard", f"{k}/2"]) == 0
+    for k in (0, 1):  # one shard names the run's own dataset, the other leaves it implicit: same batches
+        named = ["--dataset", "imagefolder", "--data-root", str(tree)] if k else []
+        assert main(["eval", str(run), *args, *named, "--shard", f"{k}/2"]) == 0
         assert (run / "results.json").read_text() == before  # shards write batches, not records
     assert len(list((run / ".partial").rglob("*.json"))) == 3
     assert main(["eval", str(run), *args]) == 0

@@ -39,3 +39,17 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
     --methods naptuning --seeds 1 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20 \
     --set train.lr=0.0001 --set label=naptuning-lr1e-4 --out runs/suite-robustness-lr
+#
+# Seed 2 (2026-12-03, a 2-core AMD EPYC machine; two single-thread jobs side by side). The same commands
+# with --seeds 2: zero-shot (no --set), then AdvPT, and AdvMaPLe. AdvPT's PGD-100 and AutoAttack ran as
+# two shards each (robustprompt eval RUN --eps 1/255 --steps 100 --dataset emoji-food --split all
+# --attack pgd|autoattack [--n-max 500] --shard K/2, K = 0, 1), then the bench command again, which found
+# every batch done and wrote the record (once the batch store's key ignored a spec's explicit dataset;
+# before that fix the bench did not see the shards' batches and ran AdvPT's PGD-100 again). Timings, wall
+# clock with two or three jobs on the 2 cores: zero-shot PGD-100 13 min, AutoAttack 32 min; AdvMaPLe training
+# 29 min, PGD-100 13 min, AutoAttack 53 min; AdvPT training 6 min, PGD-100 10 min and AutoAttack 22 min in two
+# shards.
+# Not run: seed 2 of AdvIVLP and of NAP-Tuning (lr 1e-4). Measured on this machine, NAP-Tuning trains at
+# about 4.2 min per epoch on one thread (85 min for 20 epochs), and seed 1's evaluation took 83 min on a
+# faster machine, so one NAP-Tuning seed is longer than a 3-hour session; AdvIVLP's seed 1 took 2h22.
+# Both are GPU work, or several sessions with the run directories carried over.

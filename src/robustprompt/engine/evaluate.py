@@ -7,7 +7,7 @@ classifier that attacks see, so no attack step ever recomputes them. Attacks run
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -136,7 +136,10 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     sanity = None
     store = None
     if resume_dir is not None and spec.attack and not (dist is not None and dist.enabled):
-        store = BatchStore(resume_dir, {"spec": repr(spec), "items": items_digest(all_items), "seed": seed,
+        # the data is named by data.name and the items digest, so a spec naming the run's own dataset
+        # (eval --dataset D) shares its batches with one that leaves it implicit (bench)
+        key_spec = replace(spec, dataset=None, root=None)
+        store = BatchStore(resume_dir, {"spec": repr(key_spec), "items": items_digest(all_items), "seed": seed,
                                         "batch_size": batch_size, "dataset": data.name})
     if shard is not None and store is None:
         raise ConfigError("splitting an evaluation (shard) needs an attack and a writable run directory")
