@@ -47,7 +47,7 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # every batch done and wrote the record (once the batch store's key ignored a spec's explicit dataset;
 # before that fix the bench did not see the shards' batches and ran AdvPT's PGD-100 again). Timings, wall
 # clock with two or three jobs on the 2 cores: zero-shot PGD-100 13 min, AutoAttack 32 min; AdvMaPLe training
-# 29 min, PGD-100 13 min, AutoAttack 53 min; AdvPT training 6 min, PGD-100 10 min and AutoAttack 22 min in two
+# 29 min, PGD-100 13 min, AutoAttack 53 min; AdvPT training 6 min, PGD-100 10 min and AutoAttack 27 min in two
 # shards.
 # Not run: seed 2 of AdvIVLP and of NAP-Tuning (lr 1e-4). Measured on this machine, NAP-Tuning trains at
 # about 4.2 min per epoch on one thread (85 min for 20 epochs), and seed 1's evaluation took 83 min on a
