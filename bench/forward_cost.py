@@ -21,21 +21,8 @@ import sys
 import time
 
 import torch
+from autoattack_reference import classifier_and_data
 from benchlib import append_jsonl, load
-
-
-def classifier(model: str, dataset: str):
-    from robustprompt.backbone import load_backbone
-    from robustprompt.data import prepare_dataset
-    from robustprompt.methods.registry import create_method
-
-    bb = load_backbone(model, None, device="cpu")
-    data = prepare_dataset(dataset, None, shots=0, seed=1, split="all")
-    method = create_method("zeroshot", bb, data.classnames, data.template)
-    method.eval()
-    with torch.no_grad():
-        ctx = method.class_context(list(data.classnames))
-    return lambda z: method(z, ctx), bb.image_size
 
 
 def forward(fn, x):
@@ -76,7 +63,9 @@ def main() -> int:
     threads = [int(t) for t in args.threads.split(",")]
 
     torch.manual_seed(0)
-    fn, size = classifier(args.model, args.dataset)
+    fn, x_one, _ = classifier_and_data(argparse.Namespace(run=None, method="zeroshot", model=args.model,
+                                                          dataset=args.dataset, n=1, device="cpu"))
+    size = x_one.shape[-1]
     variants = [(t, "eager", fn) for t in threads]
     if args.compile:
         variants.append((max(threads), "compile", torch.compile(fn, dynamic=False)))
