@@ -48,3 +48,22 @@ def test_the_terminal_bar_shows_the_time_to_the_end_of_training(monkeypatch):
     bar.set_postfix(loss="0.5")
     assert bar.postfix == "loss=0.5, training=~1:40 left"
     bar.close()
+
+
+def test_an_item_longer_than_the_interval_still_gets_lines():
+    """One attacked batch can take many minutes: lines keep coming while it runs, and stop with the loop."""
+    import time
+
+    def slow_batches():
+        for i in range(2):
+            time.sleep(0.5)
+            yield i
+
+    out = io.StringIO()
+    assert list(ProgressLines(slow_batches(), desc="autoattack_acc", total=2, every=0.1, stream=out)) == [0, 1]
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("robustprompt: autoattack_acc: 0/2 (0%), 0:00 elapsed")
+    assert "left" not in lines[0]  # nothing finished yet: no estimate
+    assert any(line.startswith("robustprompt: autoattack_acc: 1/2 (50%)") and "about 0:0" in line for line in lines)
+    time.sleep(0.3)
+    assert out.getvalue().splitlines() == lines  # the timer ended with the loop

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 from tqdm.auto import tqdm
@@ -29,8 +30,9 @@ def time_to_end(done: int, total: int | None, elapsed: float, passes_after: int)
 
 class ProgressLines:
     """Iterates like tqdm; writes `robustprompt: DESC: i/N (p%), m:ss elapsed, about m:ss left` every
-    LINE_EVERY_S seconds (and never for a loop that ends sooner); with `passes_after`, also the time
-    left to the end of `whole` (e.g. "training")."""
+    LINE_EVERY_S seconds (and never for a loop that ends sooner), also while one item runs longer than
+    that (the count then stays, the elapsed time grows); with `passes_after`, also the time left to the
+    end of `whole` (e.g. "training")."""
 
     def __init__(self, iterable, desc: str = "", total: int | None = None, every: float | None = None, stream=None,
                  passes_after: int = 0, whole: str = "all"):
@@ -59,13 +61,31 @@ class ProgressLines:
         return text + (f", {self.postfix}" if self.postfix else "")
 
     def __iter__(self):
-        start = last = time.monotonic()
-        for done, item in enumerate(self.iterable, 1):
-            yield item
-            now = time.monotonic()
-            if now - last >= self.every and (self.total is None or done < self.total):
-                print(self.line(done, now - start), file=self.stream, flush=True)
-                last = now
+        start = time.monotonic()
+        state = {"done": 0, "last": start}
+        lock = threading.Lock()
+
+        def report(now: float) -> None:
+            with lock:
+                if now - state["last"] >= self.every and (self.total is None or state["done"] < self.total):
+                    print(self.line(state["done"], now - start), file=self.stream, flush=True)
+                    state["last"] = now
+
+        stop = threading.Event()
+        if 0 < self.every < float("inf"):
+            # one item can outlast many intervals (an attacked batch takes minutes), so a timer reports too
+            def heartbeat():
+                while not stop.wait(self.every):
+                    report(time.monotonic())
+
+            threading.Thread(target=heartbeat, daemon=True).start()
+        try:
+            for done, item in enumerate(self.iterable, 1):
+                yield item
+                state["done"] = done
+                report(time.monotonic())
+        finally:
+            stop.set()
 
     def __len__(self):
         return self.total or 0
