@@ -53,3 +53,10 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # about 4.2 min per epoch on one thread (85 min for 20 epochs), and seed 1's evaluation took 83 min on a
 # faster machine, so one NAP-Tuning seed is longer than a 3-hour session; AdvIVLP's seed 1 took 2h22.
 # Both are GPU work, or several sessions with the run directories carried over.
+#
+# NAP-Tuning (lr 1e-4) seed 2 (2026-12-03, the same 2-core AMD EPYC machine, nothing else running): the lr-1e-4
+# command with --seeds 2, one process with OMP_NUM_THREADS=2 for training (40 min: 08:39-09:19 UTC), then stopped
+# once the run had trained and the bench had started PGD; PGD-100 and AutoAttack as two 1-thread shards each
+# (robustprompt eval RUN --eps 1/255 --steps 100 --dataset emoji-food --split all --attack pgd|autoattack
+# [--n-max 500] --shard K/2; PGD-100 16 min, AutoAttack 63 min: 09:36-10:38), then the bench command again, which wrote the record (11 s). Outcome: clean 22.5%,
+# PGD-100 15.8% (1000 images), AutoAttack 16.4% on its 500-image subset (APGD-CE broke 36 of the clean-correct images, APGD-T 10).
