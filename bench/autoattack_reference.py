@@ -34,26 +34,28 @@ import torch
 from benchlib import append_jsonl, load
 
 
-def classifier_and_data(args):
+def classifier_and_data(*, run=None, method_name="zeroshot", model=None, dataset="fashion-mnist", n=100, device="cpu"):
+    """(classifier with its class features computed once, n seeded test images, their labels): a trained run,
+    or `method_name` built on `model` for `dataset`."""
     from robustprompt.backbone import load_backbone
     from robustprompt.data import prepare_dataset
     from robustprompt.engine.evaluate import eval_loader, subset
     from robustprompt.engine.runs import load_run
     from robustprompt.methods.registry import create_method
 
-    if args.run:
-        cfg, method = load_run(args.run, args.device)
+    if run:
+        cfg, method = load_run(run, device)
         data = prepare_dataset(cfg.data.dataset, cfg.data.root, shots=0, seed=cfg.seed, split=cfg.data.split)
     else:
-        bb = load_backbone(args.model, None, device=args.device)
-        data = prepare_dataset(args.dataset, None, shots=0, seed=1, split="all")
-        method = create_method(args.method, bb, data.classnames, data.template)
+        bb = load_backbone(model, None, device=device)
+        data = prepare_dataset(dataset, None, shots=0, seed=1, split="all")
+        method = create_method(method_name, bb, data.classnames, data.template)
     method.eval()
     with torch.no_grad():
         ctx = method.class_context(list(data.classnames))
-    items = subset(data.test, args.n, 1)
+    items = subset(data.test, n, 1)
     x, y = next(iter(eval_loader(items, data.images, method.backbone.image_size, len(items))))
-    return (lambda z: method(z, ctx)), x.to(args.device), y.to(args.device)
+    return (lambda z: method(z, ctx)), x.to(device), y.to(device)
 
 
 def timed(fn):
@@ -89,7 +91,8 @@ def main() -> int:
 
     from robustprompt.attacks import autoattack, parse_eps
 
-    f, x, y = classifier_and_data(args)
+    f, x, y = classifier_and_data(run=args.run, method_name=args.method, model=args.model, dataset=args.dataset,
+                                  n=args.n, device=args.device)
     eps = parse_eps(args.eps)[1]
 
     def robust_of(adv):

@@ -63,8 +63,7 @@ def main() -> int:
     threads = [int(t) for t in args.threads.split(",")]
 
     torch.manual_seed(0)
-    fn, x_one, _ = classifier_and_data(argparse.Namespace(run=None, method="zeroshot", model=args.model,
-                                                          dataset=args.dataset, n=1, device="cpu"))
+    fn, x_one, _ = classifier_and_data(model=args.model, dataset=args.dataset, n=1)
     size = x_one.shape[-1]
     variants = [(t, "eager", fn) for t in threads]
     if args.compile:
