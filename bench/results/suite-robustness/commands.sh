@@ -49,10 +49,9 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # clock with two or three jobs on the 2 cores: zero-shot PGD-100 13 min, AutoAttack 32 min; AdvMaPLe training
 # 29 min, PGD-100 13 min, AutoAttack 53 min; AdvPT training 6 min, PGD-100 10 min and AutoAttack 27 min in two
 # shards.
-# Not run: seed 2 of AdvIVLP and of NAP-Tuning (lr 1e-4). Measured on this machine, NAP-Tuning trains at
-# about 4.2 min per epoch on one thread (85 min for 20 epochs), and seed 1's evaluation took 83 min on a
-# faster machine, so one NAP-Tuning seed is longer than a 3-hour session; AdvIVLP's seed 1 took 2h22.
-# Both are GPU work, or several sessions with the run directories carried over.
+# Seed 2 of AdvIVLP and of NAP-Tuning (lr 1e-4) were left for later sessions (AdvIVLP's seed 1 took 2h22 as
+# one single-thread job beside others); both ran later, training in one process and the evaluation as shards
+# (the two blocks below).
 #
 # NAP-Tuning (lr 1e-4) seed 2 (2026-12-03, the same 2-core AMD EPYC machine, nothing else running): the lr-1e-4
 # command with --seeds 2, one process with OMP_NUM_THREADS=2 for training (40 min: 08:39-09:19 UTC), then stopped
@@ -60,3 +59,16 @@ OMP_NUM_THREADS=1 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # (robustprompt eval RUN --eps 1/255 --steps 100 --dataset emoji-food --split all --attack pgd|autoattack
 # [--n-max 500] --shard K/2; PGD-100 16 min, AutoAttack 63 min: 09:36-10:38), then the bench command again, which wrote the record (11 s). Outcome: clean 22.5%,
 # PGD-100 15.8% (1000 images), AutoAttack 16.4% on its 500-image subset (APGD-CE broke 36 of the clean-correct images, APGD-T 10).
+#
+# AdvIVLP seed 2 (2026-12-03, the same 2-core AMD EPYC machine, nothing else running): the seed-1 command with
+# --methods advivlp --seeds 2, one process with OMP_NUM_THREADS=2 (training 8 min: 11:39-11:48 UTC; PGD-100 on
+# all 1000 images 8 min in that process), stopped once it had started AutoAttack; AutoAttack as two 1-thread
+# shards (robustprompt eval RUN --eps 1/255 --steps 100 --dataset emoji-food --split all --attack autoattack
+# --n-max 500 --shard K/2; 24 min: 12:01-12:25), then the bench command again, which wrote the record (14 s).
+# Outcome: clean 17.6%, PGD-100 13.0% (1000 images), AutoAttack 12.0% on its 500-image subset (APGD-CE broke
+# 22 of the clean-correct images, APGD-T 10). Its config.yaml has two fields that seed 1's lacks, both added
+# after seed 1 ran: adv.box each-step (the default, what seed 1 did) and train.share_text_prefix (on: the
+# text tower runs the class prompts' shared prefix once per step; tested to give the same features to
+# rounding, so the two seeds differ in float rounding, not in method).
+OMP_NUM_THREADS=2 .venv/bin/robustprompt bench robustness --model robustprompt-small --datasets emoji-food \
+    --methods advivlp --seeds 2 --eps 1/255 --pgd-steps 100 --aa-n-max 500 --set train.epochs=20 --out runs/suite-robustness
