@@ -34,3 +34,12 @@ $ROB --methods naptuning-v1 --out runs/ablations/naptuning-v1
 # Run 2026-12-02 the same way: with --no-autoattack (training 12 minutes on one thread (PGD-2 in its preset's
 # training), PGD-100 17 minutes), the two AutoAttack shards (31 minutes, beside other jobs), then assembled.
 # Clean 20.4, PGD-100 14.2, AutoAttack 12.0 (500 images).
+# Seed 2 of naptuning-v1 (2026-12-03, a 2-core AMD EPYC machine, nothing else running): the same command with
+# --seeds 2 and --no-autoattack in one process with OMP_NUM_THREADS=2 (training 11 minutes: 12:30-12:41 UTC,
+# PGD-100 8 minutes), then AutoAttack as two 1-thread shards (robustprompt eval RUN --eps 1/255 --steps 100
+# --dataset emoji-food --split all --attack autoattack --n-max 500 --shard K/2; 21 minutes: 12:52-13:17),
+# then the command without --no-autoattack, which found every batch and wrote the record. Clean 18.0,
+# PGD-100 13.8, AutoAttack 11.6 (500 images; APGD-CE broke 20, APGD-T 11). Its config.yaml adds
+# train.share_text_prefix (on; added after seed 1 ran; the same features to rounding).
+# Seeds 2 of the two lr-1e-4 variants (no-refiners, purification) are not run yet: each trains about 40 minutes
+# on 2 threads, then PGD-100 about 16 and AutoAttack about 60 minutes as shards.
