@@ -12,7 +12,7 @@ picture styles from 9 npm packages (Noto, Twemoji, EmojiOne, Fluent, OpenMoji, F
 each pinned by version and sha256, plus the vocabulary of about 1,300 concepts joined across them.
 
   fetch     npm-pack every source, check its hash, render its pictures once (64 px RGBA) into the
-            world folder; skips what is already there (scripts/setup runs it; about 2 minutes)
+            world folder; skips what is already there (scripts/setup runs it; about 3 minutes)
   sources   each style: package, licence, role (pretrain / downstream / holdout), pictures
   concepts  the vocabulary: name, synonyms, description (--pattern filters names)
   suite     the emoji testbed suite as a Markdown table: classes, images and distinct source
