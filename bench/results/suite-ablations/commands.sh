@@ -41,14 +41,11 @@ $ROB --methods naptuning-v1 --out runs/ablations/naptuning-v1
 # then the command without --no-autoattack, which found every batch and wrote the record. Clean 18.0,
 # PGD-100 13.8, AutoAttack 11.6 (500 images; APGD-CE broke 20, APGD-T 11). Its config.yaml adds
 # train.share_text_prefix (on; added after seed 1 ran; the same features to rounding).
-# Seed 2 of no-refiners (2026-12-03, a 2-core AMD EPYC machine, nothing else running): the no-refiners command
-# with --seeds 2 and --no-autoattack in one process with OMP_NUM_THREADS=2. Training ran epochs 1-3 in one
-# session (13:18-13:33, CI beside it for part of the time), was stopped, and resumed after epoch 3 from the
-# run's checkpoint in the next (14:01-14:28; "resumed after epoch 3" in its log.txt); PGD-100 14 minutes
-# (14:28-14:42). Then AutoAttack as two 1-thread shards (robustprompt eval RUN --eps 1/255 --steps 100
-# --dataset emoji-food --split all --attack autoattack --n-max 500 --shard K/2; 38 minutes: 14:43-15:21), then
-# the command without --no-autoattack, which found every batch and wrote the record in 12 seconds.
+# Seed 2 of no-refiners (2026-12-03): the no-refiners command run the way naptuning-v1's seed 2 was (just above).
+# Training ran epochs 1-3 in one session (13:18-13:33, CI beside it for part of the time), was stopped, and
+# resumed after epoch 3 from the run's checkpoint in the next, alone (14:01-14:28; "resumed after epoch 3" in
+# its log.txt); PGD-100 14 minutes, the AutoAttack shards 38 minutes (14:43-15:21); the record written in 12 s.
 # Clean 15.8, PGD-100 10.9, AutoAttack 11.8 (500 images; APGD-CE broke 19, APGD-T 5). Its config.yaml adds
-# train.share_text_prefix (on; added after seed 1 ran; the same features to rounding).
-# Seed 2 of the purification variant is not run yet: the same way, about 40 minutes of training on 2 threads,
-# PGD-100 about 15 and AutoAttack about 40-60 minutes as shards.
+# train.share_text_prefix, as naptuning-v1's seed 2 does.
+# Seed 2 of the purification variant is not recorded: trained the same way on 2026-12-03 (35 minutes; clean
+# 19.9, PGD-100 15.0 in 16 minutes), but its AutoAttack shards (about 38 minutes) did not fit that session.
