@@ -395,6 +395,16 @@ def test_autoattack_batches_and_report_is_json(trained):
     assert res.report["eps"] == "16/255" and res.report["n_images"] == len(y)
 
 
+def test_autoattack_announces_each_attack_with_the_images_still_robust(trained):
+    m, x, y = trained
+    stages = []
+    res = autoattack(m, x, y, "16/255", n_iter=3, n_queries=10, n_target_classes=2, on_stage=stages.append)
+    names = res.report["attacks"]
+    robust = [round(res.report["clean_acc"] * len(y))] + [round(res.report["robust_acc_after"][a] * len(y))
+                                                          for a in names[:-1]]
+    assert stages == [f"{a} ({k}/{len(names)}), {r}/{len(y)} robust" for k, (a, r) in enumerate(zip(names, robust), 1)]
+
+
 # ------------------------------------------------------------------ sanity checks
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -114,13 +115,20 @@ def test_eval_noise_and_attacks_records(tree, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_eval_autoattack_on_subset(tree, tmp_path):
+def test_eval_autoattack_on_subset(tree, tmp_path, monkeypatch, capsys):
+    import robustprompt.engine.progress as prog
     from robustprompt.engine.evaluate import EvalSpec
 
     run = tmp_path / "r"
     train(_cfg(tree), run)
+    monkeypatch.setattr(prog, "LINE_EVERY_S", 0.05)
+    capsys.readouterr()
     (rec,) = evaluate_run(run, [EvalSpec(attack="autoattack", eps="8/255", steps=3, n_max=5)], write=False)
     assert rec["n"] == 5 and rec["metric"] == "autoattack_acc" and "broken_by" in rec["autoattack"]
+    # one batch takes minutes on a real run: its progress lines name the attack running
+    err = capsys.readouterr().err
+    assert re.search(r"^robustprompt: autoattack_acc: 0/1 \(0%\), \d+:\d\d elapsed, attack (apgd-ce|apgd-t|fab-t|square) "
+                     r"\([1-4]/4\), [0-5]/5 robust$", err, re.M), err
     assert rec["sanity"]["n_images"] == 5 and rec["sanity"]["checks"]["square_not_better"] in (True, None)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -193,6 +193,7 @@ def autoattack(
     runs_per_batch: int = RUNS_PER_BATCH,
     backend: str = "robustprompt",
     verbose: bool = False,
+    on_stage: Optional[Callable[[str], None]] = None,
 ) -> AutoAttackResult:
     """AutoAttack ``standard``: APGD-CE, APGD-T, FAB-T and Square, per-image worst case.
 
@@ -213,7 +214,9 @@ def autoattack(
     (default 9, every target at once while the rows fit in ``batch_size`` images or 64 rows:
     larger batches, fewer model calls; the robust set does not depend on it). ``backend`` picks the implementation
     ("robustprompt" or "pyautoattack", see the module docstring). ``seed`` seeds one
-    ``torch.Generator`` per attack; the global RNG is not touched.
+    ``torch.Generator`` per attack; the global RNG is not touched. ``on_stage``, if given, is
+    called with a short text before each attack (e.g. ``"fab-t (3/4), 212/250 robust"``): a
+    progress display's postfix, since one batch can take many minutes.
 
     Example::
 
@@ -267,9 +270,11 @@ def autoattack(
         "time_s": {},
     }
     bs = batch_size or n
-    for name in names:
+    for stage, name in enumerate(names, 1):
         t0 = time.time()
         before = int(robust.sum())
+        if on_stage is not None:
+            on_stage(f"{name} ({stage}/{len(names)}), {before}/{n} robust")
         for ci, start in enumerate(range(0, n, bs)):
             sl = slice(start, min(start + bs, n))
             mask = robust[sl].clone()

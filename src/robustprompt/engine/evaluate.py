@@ -156,7 +156,8 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             _merge_aa_report(extra, done["aa"])
         sanity = done.get("sanity", sanity)
     loader = eval_loader(items, data.images, method.backbone.image_size, batch_size, batches=todo)
-    for i, (x, y) in zip(todo, progress(loader, desc=spec.metric)):
+    bar = progress(loader, desc=spec.metric)
+    for i, (x, y) in zip(todo, bar):
         x, y = x.to(device), y.to(device)
         if isinstance(noise, ImageNoise):
             x = apply_image_noise(x, noise, generator=noise_gen)
@@ -171,7 +172,8 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
         elif spec.attack == "autoattack":
             from ..attacks import autoattack
 
-            result = autoattack(classifier, x, y, spec.eps, n_iter=spec.steps, seed=derive_seed(seed, "aa", i))
+            result = autoattack(classifier, x, y, spec.eps, n_iter=spec.steps, seed=derive_seed(seed, "aa", i),
+                                on_stage=lambda text: bar.set_postfix(attack=text))
             x = result.adv
             aa_report = result.report
             _merge_aa_report(extra, result.report)
