@@ -47,5 +47,8 @@ $ROB --methods naptuning-v1 --out runs/ablations/naptuning-v1
 # its log.txt); PGD-100 14 minutes, the AutoAttack shards 38 minutes (14:43-15:21); the record written in 12 s.
 # Clean 15.8, PGD-100 10.9, AutoAttack 11.8 (500 images; APGD-CE broke 19, APGD-T 5). Its config.yaml adds
 # train.share_text_prefix, as naptuning-v1's seed 2 does.
-# Seed 2 of the purification variant is not recorded: trained the same way on 2026-12-03 (35 minutes; clean
-# 19.9, PGD-100 15.0 in 16 minutes), but its AutoAttack shards (about 38 minutes) did not fit that session.
+# Seed 2 of the purification variant (2026-12-03): trained the same way (one 2-thread process, nothing else
+# running: 35 minutes, 15:27-16:02 UTC; PGD-100 16 minutes); its AutoAttack shards were stopped at the end of
+# that session and run in full in the next (two 1-thread shards, 16:55-17:44, nothing else running), then the
+# command without --no-autoattack wrote the record. Clean 19.9, PGD-100 15.0, AutoAttack 14.2 (500 images;
+# APGD-CE broke 33, APGD-T 9). Its config.yaml adds train.share_text_prefix, as the other seed-2 runs do.
