@@ -82,3 +82,8 @@ OMP_NUM_THREADS=2 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # Order: advivlp, naptuning-lr1e-4, advmaple, then the ablations; each with the seed-1 command and --seeds 3,
 # run as seed 2 was (training and PGD-100 in one 2-thread process with --no-autoattack, AutoAttack as two
 # 1-thread shards, then the command without --no-autoattack, which writes the record).
+# AdvIVLP seed 3 (2026-12-03, the same 2-core AMD EPYC machine): the advivlp seed-2 command above with --seeds 3
+# and --no-autoattack, one 2-thread process, nothing else running (training 8 min: 17:44-17:52 UTC; PGD-100 on
+# all 1000 images 7 min), then AutoAttack as two 1-thread shards (17:59-18:31; NAP-Tuning seed 3's training
+# shared the cores from 18:18), then the command without --no-autoattack, which wrote the record. Outcome:
+# clean 20.3%, PGD-100 14.7%, AutoAttack 14.2% on its 500-image subset (APGD-CE broke 27, APGD-T 12).
