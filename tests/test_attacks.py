@@ -1,5 +1,6 @@
 """Tests of the attack library on tiny classifiers of generated 8-pixel images (CPU, seconds)."""
 
+import json
 import math
 
 import pytest
@@ -403,6 +404,43 @@ def test_autoattack_announces_each_attack_with_the_images_still_robust(trained):
     robust = [round(res.report["clean_acc"] * len(y))] + [round(res.report["robust_acc_after"][a] * len(y))
                                                           for a in names[:-1]]
     assert stages == [f"{a} ({k}/{len(names)}), {r}/{len(y)} robust" for k, (a, r) in enumerate(zip(names, robust), 1)]
+
+
+class _KeptStages:
+    """An in-memory attacks.StageCheckpoint that can stop the run after its n-th save (an interruption)."""
+
+    def __init__(self, stop_after=None):
+        self.kept, self.saves, self.stop_after = None, 0, stop_after
+
+    def load(self):
+        return self.kept
+
+    def save(self, tensors, meta):
+        self.kept = ({k: v.clone() for k, v in tensors.items()}, json.loads(json.dumps(meta)))
+        self.saves += 1
+        if self.saves == self.stop_after:
+            raise KeyboardInterrupt
+
+
+def test_autoattack_interrupted_between_attacks_resumes_to_the_same_result(trained):
+    m, x, y = trained
+    kw = dict(n_iter=3, n_queries=10, n_target_classes=2, seed=4)
+    full = autoattack(m, x, y, "8/255", **kw)
+    names = full.report["attacks"]
+    assert 0 < round(full.report["robust_acc_after"]["apgd-t"] * len(y))  # fab-t and square have work left
+    kept = _KeptStages(stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        autoattack(m, x, y, "8/255", checkpoint=kept, **kw)
+    assert kept.kept[1]["done"] == names[:2]
+    stages = []
+    resumed = autoattack(m, x, y, "8/255", checkpoint=kept, on_stage=stages.append, **kw)
+    assert [s.split(" ")[0] for s in stages] == names[2:]  # the finished attacks did not run again
+    assert torch.equal(resumed.adv, full.adv) and torch.equal(resumed.robust, full.robust)
+    assert {k: v for k, v in resumed.report.items() if k != "time_s"} == \
+        {k: v for k, v in full.report.items() if k != "time_s"}
+    stages.clear()  # a state kept for other labels (or settings) is not resumed from
+    autoattack(m, x, (y + 1) % C, "8/255", checkpoint=kept, on_stage=stages.append, **kw)
+    assert len(stages) == len(names)
 
 
 # ------------------------------------------------------------------ sanity checks

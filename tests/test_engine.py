@@ -217,6 +217,40 @@ def test_interrupted_attack_evaluation_resumes_without_redoing_batches(tree, tmp
     assert not (run / ".partial").exists()
 
 
+@pytest.mark.slow
+def test_autoattack_evaluation_interrupted_mid_batch_resumes_at_the_unfinished_attack(tree, tmp_path, monkeypatch):
+    """One AutoAttack batch of a real run takes most of an hour: after each finished attack its state is
+    kept, so an interruption during APGD-T reruns neither APGD-CE nor anything finished, and the record
+    is the uninterrupted one."""
+    import shutil
+
+    import robustprompt.attacks.auto_attack as aa
+    from robustprompt.engine.evaluate import EvalSpec
+
+    run = tmp_path / "r"
+    train(_cfg(tree), run)
+    shutil.copytree(run, tmp_path / "ref")
+    spec = [EvalSpec(attack="autoattack", eps="1/255", steps=3, n_max=6)]
+    (expected,) = evaluate_run(tmp_path / "ref", spec, batch_size=6)
+    real, calls, once = aa._run_own, [], {"interrupt": True}
+
+    def interrupted(name, *a, **k):
+        calls.append(name)
+        if name == "apgd-t" and once.pop("interrupt", False):
+            raise KeyboardInterrupt
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(aa, "_run_own", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run, spec, batch_size=6)
+    assert [f.name for f in (run / ".partial").rglob("*") if f.is_file()] == ["0.stages.safetensors"]
+    calls.clear()
+    (resumed,) = evaluate_run(run, spec, batch_size=6)
+    assert calls[0] == "apgd-t" and "apgd-ce" not in calls
+    assert resumed == expected
+    assert not (run / ".partial").exists()
+
+
 def test_sharded_attack_evaluation_assembles_the_same_record(tree, tmp_path, capsys):
     import shutil
 

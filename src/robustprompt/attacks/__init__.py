@@ -37,6 +37,7 @@ from .auto_attack import (
     STANDARD_ATTACKS,
     AutoAttack,
     AutoAttackResult,
+    StageCheckpoint,
     autoattack,
     backend_implementation,
 )
@@ -88,7 +89,7 @@ def make_attack(name: str, model: Any, eps: Any, **kwargs: Any) -> Attack:
 __all__ = [
     "ALT_TEMPLATES", "APGD", "APGDT", "ATTACKS", "Attack", "AutoAttack", "AutoAttackResult",
     "DEFAULT_IMAGE_NOISES", "DEFAULT_TEXT_NOISES", "FABT", "FGSM", "IMPLEMENTATION",
-    "ImageNoise", "NORMS", "PGD", "STANDARD_ATTACKS", "Square", "TextNoise", "apgd",
+    "ImageNoise", "NORMS", "PGD", "STANDARD_ATTACKS", "Square", "StageCheckpoint", "TextNoise", "apgd",
     "apgd_checkpoints", "apgd_targeted", "apply_image_noise", "apply_text_noise", "autoattack",
     "backend_implementation", "canonical_norm", "default_alpha", "dlr_loss", "dlr_targeted_loss",
     "eps_value", "fab_targeted", "fgsm", "format_eps", "lp_norm", "make_attack", "margin_loss",

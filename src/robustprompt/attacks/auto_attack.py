@@ -21,10 +21,12 @@ Two implementations can run it:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -87,6 +89,25 @@ class AutoAttackResult:
     @property
     def robust_accuracy(self) -> float:
         return float(self.report["autoattack_acc"])
+
+
+class StageCheckpoint(Protocol):
+    """Where :func:`autoattack` keeps its state after each finished attack: ``save(tensors, meta)``
+    (tensors: a dict of tensors; meta: a JSON-ready dict) and ``load()`` -> ``(tensors, meta)`` or None.
+    How it is stored is the caller's (the engine writes one safetensors file per batch)."""
+
+    def load(self) -> Optional[tuple]: ...
+
+    def save(self, tensors: Dict[str, Tensor], meta: Dict) -> None: ...
+
+
+def _inputs_key(x: Tensor, y: Tensor, names, eps_f: float, norm: str, settings: Dict, backend: str) -> str:
+    """What a kept stage state must match to be resumed from: the images, labels and attack settings."""
+    h = hashlib.sha256()
+    h.update(x.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().long().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps([list(names), eps_f, norm, settings, backend], sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def _attack_seed(seed: int, name: str, chunk: int) -> int:
@@ -194,6 +215,7 @@ def autoattack(
     backend: str = "robustprompt",
     verbose: bool = False,
     on_stage: Optional[Callable[[str], None]] = None,
+    checkpoint: Optional[StageCheckpoint] = None,
 ) -> AutoAttackResult:
     """AutoAttack ``standard``: APGD-CE, APGD-T, FAB-T and Square, per-image worst case.
 
@@ -216,7 +238,11 @@ def autoattack(
     ("robustprompt" or "pyautoattack", see the module docstring). ``seed`` seeds one
     ``torch.Generator`` per attack; the global RNG is not touched. ``on_stage``, if given, is
     called with a short text before each attack (e.g. ``"fab-t (3/4), 212/250 robust"``): a
-    progress display's postfix, since one batch can take many minutes.
+    progress display's postfix, since one batch can take many minutes. ``checkpoint``, if given
+    (see :class:`StageCheckpoint`), receives the state after each finished attack, and a state it
+    holds for the same images, labels and settings is resumed from: the finished attacks are not run
+    again and the result is the same as an uninterrupted run's, since each attack draws from its own
+    generator (seeded by ``seed``, its name and the chunk) and sees only the images still robust.
 
     Example::
 
@@ -270,7 +296,22 @@ def autoattack(
         "time_s": {},
     }
     bs = batch_size or n
+    done: list = []
+    key = None
+    if checkpoint is not None:
+        key = _inputs_key(x0, y, names, eps_f, norm, report["settings"], backend)
+        kept = checkpoint.load()
+        if kept is not None and kept[1].get("key") == key:
+            tensors, meta = kept
+            done = list(meta["done"])
+            robust = tensors["robust"].to(device=robust.device, dtype=torch.bool)
+            changed = tensors["changed"].long().to(adv.device)
+            adv[changed] = tensors["adv"].to(adv)
+            for part in ("broken_by", "robust_acc_after", "time_s"):
+                report[part].update(meta[part])
     for stage, name in enumerate(names, 1):
+        if stage <= len(done):
+            continue  # finished before an interruption
         t0 = time.time()
         before = int(robust.sum())
         if on_stage is not None:
@@ -308,6 +349,12 @@ def autoattack(
         report["broken_by"][name] = before - int(robust.sum())
         report["robust_acc_after"][name] = float(robust.float().mean())
         report["time_s"][name] = round(time.time() - t0, 3)
+        if checkpoint is not None and stage < len(names):
+            done.append(name)
+            changed = (adv != x0).flatten(1).any(1).nonzero().squeeze(1)
+            checkpoint.save({"robust": robust.cpu(), "changed": changed.cpu(), "adv": adv[changed].cpu()},
+                            {"key": key, "done": done, **{part: report[part] for part in
+                                                          ("broken_by", "robust_acc_after", "time_s")}})
         if verbose:
             print(f"[autoattack] {name}: robust accuracy {report['robust_acc_after'][name]:.2%}"
                   f" ({report['time_s'][name]:.1f} s)")

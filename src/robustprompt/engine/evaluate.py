@@ -101,7 +101,9 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
     `resume_dir`: an attacked evaluation keeps each finished batch there (its per-image results,
     AutoAttack counts, sanity checks), so that a rerun after an interruption attacks only the batches
     not done yet; a batch's attack is seeded by its index, so the record is the same as an
-    uninterrupted run's. The file is removed once the record is complete.
+    uninterrupted run's. Inside a batch, AutoAttack keeps its state after each finished attack, so an
+    interruption costs at most the attack that was running. The files are removed once the record is
+    complete.
     `shard` (k, N) with `resume_dir`: attack only the batches i with i % N == k and keep them there;
     returns None. N processes (or devices) with k = 0 .. N-1 split an evaluation this way, and a run
     without `shard` then finds every batch done and makes the record.
@@ -173,7 +175,8 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             from ..attacks import autoattack
 
             result = autoattack(classifier, x, y, spec.eps, n_iter=spec.steps, seed=derive_seed(seed, "aa", i),
-                                on_stage=lambda text: bar.set_postfix(attack=text))
+                                on_stage=lambda text: bar.set_postfix(attack=text),
+                                checkpoint=store.stages(i) if store is not None else None)
             x = result.adv
             aa_report = result.report
             _merge_aa_report(extra, result.report)
@@ -243,6 +246,11 @@ class BatchStore:
 
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / f"{i}.json", json.dumps(entry))
+        (self.path / f"{i}.stages.safetensors").unlink(missing_ok=True)
+
+    def stages(self, i: int) -> "_BatchStages":
+        """Where batch i's AutoAttack keeps its state after each finished attack."""
+        return _BatchStages(self.path / f"{i}.stages.safetensors")
 
     def clear(self) -> None:
         import shutil
@@ -252,6 +260,36 @@ class BatchStore:
             self.root.rmdir()  # when no other evaluation is pending
         except OSError:
             pass
+
+
+class _BatchStages:
+    """One batch's AutoAttack state after its last finished attack (attacks.StageCheckpoint), as safetensors
+    with JSON metadata, so that a batch interrupted during a later attack resumes there."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> tuple[dict, dict] | None:
+        import json
+
+        from ..errors import CheckpointError
+        from .rundir import load_tensors
+
+        if not self.path.is_file():
+            return None
+        try:
+            tensors, meta = load_tensors(self.path)
+            return tensors, json.loads(meta["state"])
+        except (CheckpointError, KeyError, ValueError):
+            return None  # torn or foreign: the batch's attacks run again
+
+    def save(self, tensors: dict, meta: dict) -> None:
+        import json
+
+        from .rundir import atomic_save_tensors
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_tensors(self.path, tensors, {"state": json.dumps(meta)})
 
 
 SANITY_IMAGES = 32
