@@ -435,6 +435,7 @@ def test_autoattack_interrupted_between_attacks_resumes_to_the_same_result(train
     stages = []
     resumed = autoattack(m, x, y, "8/255", checkpoint=kept, on_stage=stages.append, **kw)
     assert [s.split(" ")[0] for s in stages] == names[2:]  # the finished attacks did not run again
+    assert stages[0].endswith(", resumed after apgd-t") and "resumed" not in stages[1]
     assert torch.equal(resumed.adv, full.adv) and torch.equal(resumed.robust, full.robust)
     assert {k: v for k, v in resumed.report.items() if k != "time_s"} == \
         {k: v for k, v in full.report.items() if k != "time_s"}

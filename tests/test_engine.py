@@ -186,7 +186,7 @@ def test_eval_saves_each_record_as_it_is_measured(tree, tmp_path, monkeypatch):
     assert "gaussian:0.05" in noises and "blur:1" not in noises
 
 
-def test_interrupted_attack_evaluation_resumes_without_redoing_batches(tree, tmp_path, monkeypatch):
+def test_interrupted_attack_evaluation_resumes_without_redoing_batches(tree, tmp_path, monkeypatch, capsys):
     import robustprompt.attacks as attacks
     from robustprompt.engine.evaluate import EvalSpec
 
@@ -211,8 +211,10 @@ def test_interrupted_attack_evaluation_resumes_without_redoing_batches(tree, tmp
         evaluate_run(run, spec, batch_size=4)
     assert len(list((run / ".partial").iterdir())) == 1  # two finished batches kept
     calls.clear()
+    capsys.readouterr()
     (resumed,) = evaluate_run(run, spec, batch_size=4)
     assert len(calls) == 1  # only the third batch was attacked again
+    assert "pgd_acc: 2 of 3 batches done before" in capsys.readouterr().err
     assert resumed == expected and len(resumed["correct"]) == 12
     assert not (run / ".partial").exists()
 

@@ -309,13 +309,15 @@ def autoattack(
             adv[changed] = tensors["adv"].to(adv)
             for part in ("broken_by", "robust_acc_after", "time_s"):
                 report[part].update(meta[part])
+    n_kept = len(done)
     for stage, name in enumerate(names, 1):
-        if stage <= len(done):
+        if stage <= n_kept:
             continue  # finished before an interruption
         t0 = time.time()
         before = int(robust.sum())
         if on_stage is not None:
-            on_stage(f"{name} ({stage}/{len(names)}), {before}/{n} robust")
+            resumed = f", resumed after {names[stage - 2]}" if n_kept and stage == n_kept + 1 else ""
+            on_stage(f"{name} ({stage}/{len(names)}), {before}/{n} robust{resumed}")
         for ci, start in enumerate(range(0, n, bs)):
             sl = slice(start, min(start + bs, n))
             mask = robust[sl].clone()

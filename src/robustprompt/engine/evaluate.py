@@ -157,6 +157,11 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
         if done.get("aa"):
             _merge_aa_report(extra, done["aa"])
         sanity = done.get("sanity", sanity)
+    if batch_flags:
+        import sys
+
+        print(f"robustprompt: {spec.metric}: {len(batch_flags)} of {len(batch_flags) + len(todo)} batches done before "
+              f"(kept in {resume_dir}), {len(todo)} to attack", file=sys.stderr, flush=True)
     loader = eval_loader(items, data.images, method.backbone.image_size, batch_size, batches=todo)
     bar = progress(loader, desc=spec.metric)
     for i, (x, y) in zip(todo, bar):
