@@ -87,3 +87,9 @@ OMP_NUM_THREADS=2 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # all 1000 images 7 min), then AutoAttack as two 1-thread shards (17:59-18:31; NAP-Tuning seed 3's training
 # shared the cores from 18:18), then the command without --no-autoattack, which wrote the record. Outcome:
 # clean 20.3%, PGD-100 14.7%, AutoAttack 14.2% on its 500-image subset (APGD-CE broke 27, APGD-T 12).
+# NAP-Tuning lr 1e-4 seed 3 (2026-12-03, the same machine): the lr-1e-4 command above (line 40) with --seeds 3
+# and --no-autoattack, one 2-thread process (training 18:18-19:00 UTC, its first epochs beside AdvIVLP's last
+# shard; PGD-100 on all 1000 images to 19:18, 5 min of it paused for CI), then AutoAttack as two 1-thread
+# shards (19:38-20:24 and -20:30, nothing else running but short test runs during which they were paused),
+# then the command without --no-autoattack, which wrote the record. Outcome: clean 22.3%, PGD-100 15.5%,
+# AutoAttack 13.6% on its 500-image subset (APGD-CE broke 39, APGD-T 6).
