@@ -93,3 +93,10 @@ OMP_NUM_THREADS=2 .venv/bin/robustprompt bench robustness --model robustprompt-s
 # shards (19:38-20:24 and -20:30, nothing else running but short test runs during which they were paused),
 # then the command without --no-autoattack, which wrote the record. Outcome: clean 22.3%, PGD-100 15.5%,
 # AutoAttack 13.6% on its 500-image subset (APGD-CE broke 39, APGD-T 6).
+# AdvMaPLe seed 3 (2026-12-03, the same machine): the seed-1 command above with --methods advmaple --seeds 3 and
+# --no-autoattack, one 2-thread process: epochs 1-15 19:18-19:31 UTC (paused for CI in between), stopped at the
+# end of that session and resumed after epoch 15 from the run's checkpoint in the next (20:28-20:30, "resumed
+# after epoch 15" in its log.txt); PGD-100 on all 1000 images to 20:37; AutoAttack as two 1-thread shards
+# (20:38-20:51 and -20:58, nothing else running), then the command without --no-autoattack, which wrote the
+# record. Outcome: clean 18.3%, PGD-100 13.5%, AutoAttack 10.6% on its 500-image subset (APGD-CE broke 26,
+# APGD-T 11).
