@@ -7,6 +7,7 @@ classifier that attacks see, so no attack step ever recomputes them. Attacks run
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -158,8 +159,6 @@ def evaluate(method, data, spec: EvalSpec = EvalSpec(), *, seed: int = 1, batch_
             _merge_aa_report(extra, done["aa"])
         sanity = done.get("sanity", sanity)
     if batch_flags:
-        import sys
-
         print(f"robustprompt: {spec.metric}: {len(batch_flags)} of {len(batch_flags) + len(todo)} batches done before "
               f"(kept in {resume_dir}), {len(todo)} to attack", file=sys.stderr, flush=True)
     loader = eval_loader(items, data.images, method.backbone.image_size, batch_size, batches=todo)
