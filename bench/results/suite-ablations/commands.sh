@@ -52,3 +52,9 @@ $ROB --methods naptuning-v1 --out runs/ablations/naptuning-v1
 # that session and run in full in the next (two 1-thread shards, 16:55-17:44, nothing else running), then the
 # command without --no-autoattack wrote the record. Clean 19.9, PGD-100 15.0, AutoAttack 14.2 (500 images;
 # APGD-CE broke 33, APGD-T 9). Its config.yaml adds train.share_text_prefix, as the other seed-2 runs do.
+# Seed 3 of naptuning-v1 (2026-12-03, the same machine; declared in bench/results/suite-robustness/commands.sh
+# before it ran): the naptuning-v1 command with --seeds 3 and --no-autoattack in one 2-thread process (training
+# 21:01-21:12 UTC, PGD-100 8 minutes, nothing else running but an 80-s report run), the two AutoAttack shards
+# (21:21-21:37 and -21:44), then the command without --no-autoattack wrote the record. Clean 18.6, PGD-100 12.4,
+# AutoAttack 10.8 (500 images; APGD-CE broke 27, APGD-T 8). The code reading vs v1 over seeds 1-3:
+# +3.07 [-0.07, +6.21], not established. The no-refiners seed 3 started training after it (resumable per epoch).
