@@ -101,6 +101,9 @@ class StageCheckpoint(Protocol):
     def save(self, tensors: Dict[str, Tensor], meta: Dict) -> None: ...
 
 
+_STAGE_REPORT = ("broken_by", "robust_acc_after", "time_s")  # the report's per-attack parts a kept state holds
+
+
 def _inputs_key(x: Tensor, y: Tensor, names, eps_f: float, norm: str, settings: Dict, backend: str) -> str:
     """What a kept stage state must match to be resumed from: the images, labels and attack settings."""
     h = hashlib.sha256()
@@ -307,7 +310,7 @@ def autoattack(
             robust = tensors["robust"].to(device=robust.device, dtype=torch.bool)
             changed = tensors["changed"].long().to(adv.device)
             adv[changed] = tensors["adv"].to(adv)
-            for part in ("broken_by", "robust_acc_after", "time_s"):
+            for part in _STAGE_REPORT:
                 report[part].update(meta[part])
     n_kept = len(done)
     for stage, name in enumerate(names, 1):
@@ -355,8 +358,7 @@ def autoattack(
             done.append(name)
             changed = (adv != x0).flatten(1).any(1).nonzero().squeeze(1)
             checkpoint.save({"robust": robust.cpu(), "changed": changed.cpu(), "adv": adv[changed].cpu()},
-                            {"key": key, "done": done, **{part: report[part] for part in
-                                                          ("broken_by", "robust_acc_after", "time_s")}})
+                            {"key": key, "done": done, **{part: report[part] for part in _STAGE_REPORT}})
         if verbose:
             print(f"[autoattack] {name}: robust accuracy {report['robust_acc_after'][name]:.2%}"
                   f" ({report['time_s'][name]:.1f} s)")
